@@ -1,0 +1,83 @@
+"""brs_autopatch: refreshing STS AssumeRole credentials for every boto3 session.
+
+``import brs_autopatch`` installs the patch when ``BRS_ROLE_ARN`` is set (and
+``BRS_ENABLED`` is not false). It never imports boto3 or botocore itself: the patch
+is applied when botocore is imported, or at once if it already is.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import importer
+from ._version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .credentials import RoleCredentials
+    from .errors import ConfigError, CredentialRefreshError
+    from .patch import install, patched, unpatch
+    from .session import RefreshableSession
+    from .settings import Settings, from_env
+
+__all__ = [
+    "ConfigError",
+    "CredentialRefreshError",
+    "RefreshableSession",
+    "RoleCredentials",
+    "Settings",
+    "__version__",
+    "from_env",
+    "install",
+    "patched",
+    "unpatch",
+]
+
+# Public name -> module. Loaded on first access so that `import brs_autopatch`
+# stays cheap and never pulls in boto3 (RefreshableSession needs it).
+_LAZY = {
+    "ConfigError": "errors",
+    "CredentialRefreshError": "errors",
+    "RefreshableSession": "session",
+    "RoleCredentials": "credentials",
+    "Settings": "settings",
+    "from_env": "settings",
+    "install": "patch",
+    "patched": "patch",
+    "unpatch": "patch",
+}
+
+# Set by brs-run for the processes it starts (see brs_autopatch.launcher).
+BOOTSTRAP_ENV = "BRS_BOOTSTRAP"
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brs_autopatch' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def _install_when_botocore_arrives(_module: object) -> None:
+    from .patch import install
+
+    install()
+
+
+def _autoinstall() -> None:
+    if os.environ.get(BOOTSTRAP_ENV) and "botocore" not in sys.modules:
+        # Started by brs-run, which validated the settings already: parse them, and
+        # pay for logging and the rest, only in a process that imports botocore.
+        importer.when_imported("botocore", _install_when_botocore_arrives)
+        return
+    from .patch import install
+
+    install()
+
+
+_autoinstall()

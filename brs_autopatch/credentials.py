@@ -1,0 +1,311 @@
+"""RoleCredentials: botocore's DeferredRefreshableCredentials with a better refresh policy.
+
+botocore keeps doing what it does well (the refresh lock, advisory vs mandatory
+refresh, frozen credentials for signing). This subclass adds, around the
+``refresh_using`` callback botocore calls under its lock:
+
+* windows scaled to each credential's lifetime (:mod:`brs_autopatch.refresh`);
+* static stability: a failed refresh while the current credentials are still good
+  keeps serving them and backs off, instead of calling STS on every request;
+* a fast path: a UTC deadline check instead of ``datetime.now(tzlocal())`` per request;
+* an optional background refresher (``defer_refresh=False``) that renews ahead of the
+  advisory window so no request waits on STS;
+* fork safety: the refresh lock, the STS client and the refresher thread are
+  recreated in a forked child;
+* an optional cross-process file cache (:mod:`brs_autopatch.cache`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
+from dateutil.parser import isoparse
+
+from . import refresh
+from .cache import FileCache
+from .errors import CredentialRefreshError
+
+logger = logging.getLogger("brs_autopatch")
+
+Fetch = Callable[[], Mapping[str, Any]]
+METHOD = "brs-autopatch"
+
+
+def _utcnow() -> datetime:
+    # botocore's default clock, datetime.now(tzlocal()), costs ~10 us per request.
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class RefreshStats:
+    """Counters for tests, `brs-run --check` and the bench: what happened, not how fast."""
+
+    fetches: int = 0  # successful refreshes (from STS or the file cache)
+    cache_hits: int = 0
+    failures: int = 0
+    request_path_fetches: int = 0  # refreshes that ran on an application thread
+    background_fetches: int = 0
+
+
+class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
+    """Refreshing credentials for one role (or one hop of a role chain)."""
+
+    def __init__(
+        self,
+        fetcher_factory: Callable[[], Fetch],
+        *,
+        label: str,
+        defer_refresh: bool = True,
+        advisory_refresh_seconds: int | None = None,
+        mandatory_refresh_seconds: int | None = None,
+        cache: FileCache | None = None,
+        cache_key: str | None = None,
+    ) -> None:
+        super().__init__(refresh_using=self._fetch, method=METHOD, time_fetcher=_utcnow)
+        self.label = label
+        self.stats = RefreshStats()
+        self._factory = fetcher_factory
+        self._fetcher: Fetch | None = None
+        self._windows = (advisory_refresh_seconds, mandatory_refresh_seconds)
+        self._cache = cache
+        self._cache_key = cache_key
+        self._metadata: dict[str, Any] | None = None
+        self._expiry_ts = 0.0
+        # Before this wall-clock time no request needs to look at expiry at all.
+        self._fresh_until = 0.0
+        self._retry_after = 0.0
+        self._last_error: CredentialRefreshError | None = None
+        self._advisory_backoff = refresh.Backoff(
+            refresh.ADVISORY_BACKOFF_BASE, refresh.ADVISORY_BACKOFF_CAP
+        )
+        self._mandatory_backoff = refresh.Backoff(
+            refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP
+        )
+        self._background = not defer_refresh
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        _live.add(self)
+        if self._background:
+            self.get_frozen_credentials()  # the first AssumeRole happens now; failures raise
+            self._start_refresher()
+
+    def __repr__(self) -> str:
+        expiry = self.expiry_time.isoformat() if self._metadata else "not fetched yet"
+        return f"<RoleCredentials {self.label} expiry={expiry}>"
+
+    # -- the request path ------------------------------------------------------------
+    def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        if time.time() < self._fresh_until:
+            return self._frozen_credentials
+        return super().get_frozen_credentials()
+
+    @property
+    def expiry_time(self) -> datetime:
+        """When the current credentials expire (UTC). Fetches them if never fetched."""
+        if self._metadata is None:
+            self.get_frozen_credentials()
+        return datetime.fromtimestamp(self._expiry_ts, timezone.utc)
+
+    @property
+    def windows(self) -> tuple[int, int]:
+        """(advisory, mandatory) refresh windows in force, in seconds."""
+        return int(self._advisory_refresh_timeout), int(self._mandatory_refresh_timeout)
+
+    # -- refresh_using: botocore calls this under self._refresh_lock -------------------
+    def _fetch(self) -> Mapping[str, Any]:
+        now = time.time()
+        background = threading.current_thread() is self._thread
+        remaining = self._expiry_ts - now if self._metadata is not None else None
+        # "Grace": current credentials are good beyond the mandatory window, so a
+        # failure here costs nothing but a later retry.
+        grace = remaining is not None and remaining > self._mandatory_refresh_timeout
+        if now < self._retry_after:
+            if grace:
+                return self._served_during_backoff(now)
+            if self._last_error is not None:
+                # A new instance per request: re-raising one object grows its traceback.
+                last = self._last_error
+                raise CredentialRefreshError(last.role, last.cause, transient=last.transient)
+        started = time.monotonic()
+        try:
+            metadata, source = self._obtain(now, background)
+        except Exception as error:
+            return self._failed(error, now, grace, remaining)
+        self._install(metadata, now)
+        self.stats.fetches += 1
+        if background:
+            self.stats.background_fetches += 1
+        else:
+            self.stats.request_path_fetches += 1
+        advisory, mandatory = self.windows
+        logger.info(
+            "refreshed credentials for %s (session %s) from %s in %.0f ms: expire %s, "
+            "next refresh %s, windows advisory %ss mandatory %ss",
+            self.label, metadata.get("session_name", "-"), source,
+            (time.monotonic() - started) * 1000, _iso(self._expiry_ts),
+            _iso(self._next_refresh_time()), advisory, mandatory,
+        )
+        return metadata
+
+    def _obtain(self, now: float, background: bool) -> tuple[dict[str, Any], str]:
+        if self._fetcher is None:
+            self._fetcher = self._factory()
+        if self._cache is None or self._cache_key is None:
+            return _normalize(self._fetcher()), "STS"
+        with self._cache.locked(self._cache_key):
+            entry = self._cache.get(self._cache_key)
+            if entry is not None and self._usable_from_cache(entry, now, background):
+                self.stats.cache_hits += 1
+                return entry, "cache"
+            metadata = _normalize(self._fetcher())
+            self._cache.put(self._cache_key, metadata)
+            return metadata, "STS"
+
+    def _usable_from_cache(self, entry: Mapping[str, Any], now: float, background: bool) -> bool:
+        expiry = isoparse(entry["expiry_time"]).timestamp()
+        if expiry <= self._expiry_ts:  # not newer than what we hold: no refresh at all
+            return False
+        lifetime = expiry - float(entry.get("issued_at", now))
+        advisory, _ = refresh.choose_windows(lifetime, *self._windows)
+        needed = advisory + (self._lead(advisory) if background else 0)
+        return expiry - now > needed
+
+    def _install(self, metadata: dict[str, Any], now: float) -> None:
+        expiry = isoparse(metadata["expiry_time"]).timestamp()
+        lifetime = expiry - float(metadata.get("issued_at", now))
+        advisory, mandatory = refresh.choose_windows(lifetime, *self._windows)
+        # Per-instance windows: the same attributes botocore's constructor sets from
+        # advisory_timeout/mandatory_timeout (DeferredRefreshableCredentials takes none).
+        self._advisory_refresh_timeout = advisory
+        self._mandatory_refresh_timeout = mandatory
+        self._metadata = metadata
+        self._expiry_ts = expiry
+        self._fresh_until = expiry - advisory
+        self._retry_after = 0.0
+        self._last_error = None
+        self._advisory_backoff.reset()
+        self._mandatory_backoff.reset()
+
+    def _served_during_backoff(self, now: float) -> Mapping[str, Any]:
+        # Returning the current credentials makes botocore keep them without logging a
+        # traceback; the fast path skips refresh checks until the retry time.
+        self._fresh_until = self._retry_after
+        assert self._metadata is not None
+        return self._metadata
+
+    def _failed(
+        self, error: Exception, now: float, grace: bool, remaining: float | None
+    ) -> Mapping[str, Any]:
+        cause, permanent = refresh.describe_error(error)
+        self.stats.failures += 1
+        if grace and remaining is not None:
+            delay = self._advisory_backoff.next_delay(permanent=permanent)
+            # Always try again before the mandatory window starts.
+            delay = min(delay, max(remaining - self._mandatory_refresh_timeout - 1, 1.0))
+            self._retry_after = now + delay
+            logger.warning(
+                "refresh of %s failed (%s); serving current credentials (valid %.0f s more), "
+                "next attempt in %.0f s", self.label, cause, remaining, delay,
+            )
+            return self._served_during_backoff(now)
+        delay = self._mandatory_backoff.next_delay(permanent=permanent)
+        self._retry_after = now + delay
+        self._last_error = CredentialRefreshError(self.label, cause, transient=not permanent)
+        logger.warning(
+            "refresh of %s failed (%s); requests fail until it succeeds, next attempt in %.0f s",
+            self.label, cause, delay,
+        )
+        raise self._last_error from error
+
+    # -- background refresher (defer_refresh=False) ------------------------------------
+    @staticmethod
+    def _lead(advisory: int) -> float:
+        """How far ahead of the advisory window the background thread refreshes."""
+        return min(advisory / 2, 60.0)
+
+    def _next_refresh_time(self) -> float:
+        advisory = self._advisory_refresh_timeout
+        if self._background:
+            return max(self._retry_after, self._expiry_ts - advisory - self._lead(advisory))
+        return max(self._retry_after, self._expiry_ts - advisory)
+
+    def _start_refresher(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run_refresher, name=f"brs-refresh {self.label}", daemon=True
+        )
+        self._thread.start()
+
+    def _run_refresher(self) -> None:
+        while not self._stop.is_set():
+            wait = self._next_refresh_time() - time.time()
+            if wait > 0:
+                # Bounded waits so clock jumps (suspend, NTP) are noticed within a minute.
+                self._stop.wait(min(wait, 60.0))
+                continue
+            with self._refresh_lock:
+                # botocore's own refresh step, in advisory mode: a failure is logged by
+                # _fetch and retried after its backoff; it never kills the thread.
+                self._protected_refresh(is_mandatory=False)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the background refresher, if any (also done at interpreter exit)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _after_fork_in_child(self) -> None:
+        # The child has one thread. A lock held by another parent thread at fork time
+        # would stay held forever, the STS client's sockets belong to the parent, and
+        # the refresher thread did not survive the fork.
+        self._refresh_lock = threading.Lock()
+        self._fetcher = None
+        if self._background:
+            self._thread = None
+            self._start_refresher()
+
+
+def _normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's answer -> botocore's metadata dict with an ISO-8601 expiry string."""
+    metadata = dict(raw)
+    expiry = metadata["expiry_time"]
+    if isinstance(expiry, datetime):
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=timezone.utc)
+        metadata["expiry_time"] = expiry.astimezone(timezone.utc).isoformat()
+    metadata.setdefault("issued_at", time.time())
+    return metadata
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_live: weakref.WeakSet[RoleCredentials] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for creds in list(_live):
+        creds._after_fork_in_child()
+
+
+def _stop_all() -> None:
+    for creds in list(_live):
+        creds.stop(timeout=0.5)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_stop_all)

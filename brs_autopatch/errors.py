@@ -1,0 +1,26 @@
+"""The two exceptions brs_autopatch raises on purpose."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A setting (environment variable or keyword argument) has a bad value.
+
+    The message is always one line: the variable or argument, the offending value
+    (unless it is secret) and the accepted form.
+    """
+
+
+class CredentialRefreshError(RuntimeError):
+    """Fresh role credentials could not be obtained and the current ones are unusable.
+
+    Raised on the request path once credentials are inside the mandatory refresh
+    window (or were never obtained) and the credential method failed. It names the
+    role and the cause; brs_autopatch never falls back to the source credentials.
+    """
+
+    def __init__(self, role: str, cause: str, *, transient: bool) -> None:
+        self.role = role
+        self.cause = cause
+        self.transient = transient
+        super().__init__(f"could not refresh credentials for {role}: {cause}")

@@ -1,0 +1,180 @@
+"""install() / unpatch(): every botocore and boto3 session gets the role credentials.
+
+Importing this module imports neither boto3 nor botocore: install() registers a
+post-import hook, and the work happens when botocore is imported (at once if it
+already is). The patch itself is a botocore session initializer, so every session
+created afterwards is covered — ``boto3.Session()``, ``boto3.session.Session``, a
+name bound by ``from boto3 import Session`` earlier, subclasses, the default
+session behind ``boto3.client()``, and plain ``botocore.session.get_session()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+from . import importer, logs
+from .errors import ConfigError
+from .settings import Settings, from_env
+
+logger = logging.getLogger("brs_autopatch")
+
+# The marker lives on the botocore module object, so two imports, the launcher plus
+# an explicit import, or two copies of this package on sys.path patch only once.
+MARKER = "__brs_autopatch__"
+
+_lock = threading.RLock()
+_generation = 0
+
+
+class PatchState:
+    """One installation: its settings, its initializer, what it replaced."""
+
+    def __init__(self, settings: Settings, generation: int) -> None:
+        self.settings = settings
+        self.generation = generation
+        self.active = True
+        self.warned = False
+        self.initializer: Any = None
+        self.saved_default_session: Any = None
+        self.replaced_default_session = False
+
+    def __repr__(self) -> str:
+        return f"<PatchState role={self.settings.role_arn} active={self.active}>"
+
+
+def install(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """Patch boto3/botocore (now or when imported). True if a patch is, or will be, in place.
+
+    Bad settings raise :class:`ConfigError`, or with ``BRS_ON_ERROR=warn`` log one
+    warning and patch nothing.
+    """
+    global _generation
+    env = os.environ if environ is None else environ
+    try:
+        if settings is None:
+            settings = from_env(env)
+    except ConfigError as error:
+        if (env.get("BRS_ON_ERROR") or "").strip().lower() == "warn":
+            logs.configure(None)
+            logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
+            return False
+        raise
+    logs.configure(settings.log_level)
+    if not settings.active:
+        logger.debug(
+            "nothing patched: %s", "BRS_ENABLED is false" if not settings.enabled else "BRS_ROLE_ARN is not set"
+        )
+        return False
+    with _lock:
+        _generation += 1
+        state = PatchState(settings, _generation)
+    importer.when_imported("botocore", _hook(state, _patch_botocore))
+    importer.when_imported("boto3", _hook(state, _patch_boto3))
+    return True
+
+
+def _hook(state: PatchState, apply: Any) -> importer.Hook:
+    def hook(module: ModuleType) -> None:
+        if state.generation != _generation:
+            return  # unpatch() or a newer install() came after this hook was registered
+        apply(module, state)
+
+    return hook
+
+
+def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
+    with _lock:
+        current = getattr(botocore, MARKER, None)
+        if current is not None and current.active:
+            logger.debug("botocore already patched by %r", current)
+            return
+        from .providers import patch_session
+
+        def initializer(session: Any) -> None:
+            patch_session(session, state)
+
+        state.initializer = initializer
+        botocore.register_initializer(initializer)
+        setattr(botocore, MARKER, state)
+    logger.debug("patched botocore sessions for %s", state.settings.role_arn)
+
+
+def _patch_boto3(boto3: ModuleType, state: PatchState) -> None:
+    """Replace a default session made before install, unless it was explicit."""
+    botocore = sys.modules.get("botocore")
+    if getattr(botocore, MARKER, None) is not state:
+        return
+    old = boto3.DEFAULT_SESSION
+    if old is None:
+        return
+    from .sources import botocore_session_of, loaded_credentials
+
+    inner = botocore_session_of(old)
+    loaded = loaded_credentials(inner)
+    if inner.instance_variables().get("profile") or (loaded is not None and loaded.method == "explicit"):
+        return  # setup_default_session(profile_name=... / keys): the caller chose
+    state.saved_default_session = old
+    state.replaced_default_session = True
+    boto3.DEFAULT_SESSION = boto3.Session(region_name=old.region_name)
+    logger.debug("replaced the boto3 default session made before install")
+
+
+def unpatch() -> bool:
+    """Undo install(): stop patching new sessions, restore the default session if ours.
+
+    Sessions that already hold the role credentials keep them; sessions that have
+    not loaded credentials yet fall back to botocore's chain. True if anything was undone.
+    """
+    global _generation
+    with _lock:
+        _generation += 1  # hooks registered earlier now do nothing
+        botocore = sys.modules.get("botocore")
+        state = getattr(botocore, MARKER, None)
+        if botocore is None or state is None:
+            return False
+        state.active = False
+        if state.initializer is not None:
+            with contextlib.suppress(ValueError):
+                botocore.unregister_initializer(state.initializer)
+        delattr(botocore, MARKER)
+        boto3 = sys.modules.get("boto3")
+        if boto3 is not None and _is_ours(boto3.DEFAULT_SESSION, state):
+            boto3.DEFAULT_SESSION = state.saved_default_session
+    logger.debug("unpatched")
+    return True
+
+
+def _is_ours(session: Any, state: PatchState) -> bool:
+    if session is None:
+        return False
+    from .sources import botocore_session_of
+
+    resolver = botocore_session_of(session).get_component("credential_provider")
+    return getattr(resolver, "state", None) is state
+
+
+def current() -> PatchState | None:
+    """The active installation, if botocore is imported and patched."""
+    state: PatchState | None = getattr(sys.modules.get("botocore"), MARKER, None)
+    return state
+
+
+@contextlib.contextmanager
+def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterator[PatchState | None]:
+    """``with patched(role_arns=("arn:...",)):`` — install for a block, then unpatch.
+
+    Pass ``environ`` (a mapping of BRS_* variables) or Settings fields. For tests.
+    """
+    chosen = Settings(**settings) if settings else None
+    install(chosen, environ)
+    try:
+        yield current()
+    finally:
+        unpatch()

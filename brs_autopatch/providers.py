@@ -1,0 +1,101 @@
+"""What a patched botocore session gets: our provider in front of botocore's own chain.
+
+Installed on every new ``botocore.session.Session`` by a botocore initializer
+(``botocore.register_initializer``, a public extension point). The chain itself is
+botocore's, built lazily as botocore would, so tools that look providers up by
+name (the AWS CLI's ``get_provider('assume-role')``) keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import botocore.session
+from botocore.credentials import (
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    create_credential_resolver,
+)
+
+from . import factory
+from .credentials import RoleCredentials
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .patch import PatchState
+
+logger = logging.getLogger("brs_autopatch")
+
+_shared: dict[str, RoleCredentials] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_credentials(state: PatchState) -> RoleCredentials:
+    """The one credentials object per settings that every patched session shares."""
+    key = state.settings.key()
+    with _shared_lock:
+        credentials = _shared.get(key)
+        if credentials is None:
+            credentials = _shared[key] = factory.build(state.settings)
+        return credentials
+
+
+class RoleProvider(CredentialProvider):  # type: ignore[misc]
+    """Answers with the shared role credentials unless the session was told otherwise."""
+
+    METHOD = "brs-autopatch"
+    CANONICAL_NAME = "brs-autopatch"
+
+    def __init__(self, session: botocore.session.Session, state: PatchState) -> None:
+        super().__init__()
+        self._session = session
+        self._state = state
+
+    def load(self) -> Credentials | None:
+        state = self._state
+        if not state.active:
+            return None  # unpatched since this session was made: botocore's chain decides
+        if self._session.instance_variables().get("profile"):
+            return None  # an explicit profile_name: the caller chose its credentials
+        try:
+            return shared_credentials(state)
+        except ConfigError as error:
+            if state.settings.on_error == "raise":
+                raise
+            if not state.warned:  # BRS_ON_ERROR=warn: one line, then botocore's chain
+                state.warned = True
+                logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
+            return None
+
+
+class RoleFirstResolver(CredentialResolver):  # type: ignore[misc]
+    """botocore's default resolver with :class:`RoleProvider` first, built on first use."""
+
+    def __init__(self, session: botocore.session.Session, state: PatchState) -> None:
+        # No super().__init__(): the chain is created lazily, like botocore's own
+        # lazily registered 'credential_provider' component.
+        self._session = session
+        self._role_provider = RoleProvider(session, state)
+        self._chain: list[Any] | None = None
+        self.state = state
+
+    @property
+    def providers(self) -> list[Any]:
+        if self._chain is None:
+            original = create_credential_resolver(
+                self._session, region_name=self._session.get_config_variable("region")
+            )
+            self._chain = [self._role_provider, *original.providers]
+        return self._chain
+
+    @providers.setter
+    def providers(self, value: list[Any]) -> None:
+        self._chain = value
+
+
+def patch_session(session: botocore.session.Session, state: PatchState) -> None:
+    """The botocore initializer: runs at the end of every Session.__init__."""
+    session.register_component("credential_provider", RoleFirstResolver(session, state))
