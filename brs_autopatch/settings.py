@@ -105,7 +105,8 @@ def parse_json_object(name: str, raw: str) -> dict[str, Any]:
 
 
 def parse_role_chain(raw: str) -> tuple[str, ...]:
-    arns = tuple(part.strip() for part in raw.split(","))
+    # Role names may contain commas themselves: only a comma before "arn:" separates hops.
+    arns = tuple(part.strip() for part in re.split(r",(?=\s*arn:)", raw))
     for arn in arns:
         if not _ROLE_ARN.fullmatch(arn):
             raise bad(
