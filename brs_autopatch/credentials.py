@@ -41,10 +41,6 @@ Fetch = Callable[[], Mapping[str, Any]]
 METHOD = "brs-autopatch"
 
 
-def _utcnow() -> datetime:
-    # botocore's default clock, datetime.now(tzlocal()), costs ~10 us per request.
-    return datetime.now(timezone.utc)
-
 
 @dataclass
 class RefreshStats:
@@ -60,6 +56,9 @@ class RefreshStats:
 class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
     """Refreshing credentials for one role (or one hop of a role chain)."""
 
+    # Longest sleep of the background refresher between looks at the clock.
+    max_sleep = 60.0
+
     def __init__(
         self,
         fetcher_factory: Callable[[], Fetch],
@@ -70,8 +69,12 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         mandatory_refresh_seconds: int | None = None,
         cache: FileCache | None = None,
         cache_key: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(refresh_using=self._fetch, method=METHOD, time_fetcher=_utcnow)
+        # One clock for every decision, ours and botocore's (injectable: the tests and
+        # the bench simulate hours).
+        self._clock = clock
+        super().__init__(refresh_using=self._fetch, method=METHOD, time_fetcher=self._utcnow)
         self.label = label
         self.stats = RefreshStats()
         self._factory = fetcher_factory
@@ -103,9 +106,14 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         expiry = self.expiry_time.isoformat() if self._metadata else "not fetched yet"
         return f"<RoleCredentials {self.label} expiry={expiry}>"
 
+    def _utcnow(self) -> datetime:
+        # botocore's default clock, datetime.now(tzlocal()), costs ~10 us per call; an
+        # aware UTC datetime compares the same and costs a fraction of that.
+        return datetime.fromtimestamp(self._clock(), timezone.utc)
+
     # -- the request path ------------------------------------------------------------
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        if time.time() < self._fresh_until:
+        if self._clock() < self._fresh_until:
             return self._frozen_credentials
         return super().get_frozen_credentials()
 
@@ -123,7 +131,7 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
 
     # -- refresh_using: botocore calls this under self._refresh_lock -------------------
     def _fetch(self) -> Mapping[str, Any]:
-        now = time.time()
+        now = self._clock()
         background = threading.current_thread() is self._thread
         remaining = self._expiry_ts - now if self._metadata is not None else None
         # "Grace": current credentials are good beyond the mandatory window, so a
@@ -161,13 +169,13 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         if self._fetcher is None:
             self._fetcher = self._factory()
         if self._cache is None or self._cache_key is None:
-            return _normalize(self._fetcher()), "STS"
+            return _normalize(self._fetcher(), now), "STS"
         with self._cache.locked(self._cache_key):
             entry = self._cache.get(self._cache_key)
             if entry is not None and self._usable_from_cache(entry, now, background):
                 self.stats.cache_hits += 1
                 return entry, "cache"
-            metadata = _normalize(self._fetcher())
+            metadata = _normalize(self._fetcher(), now)
             self._cache.put(self._cache_key, metadata)
             return metadata, "STS"
 
@@ -250,10 +258,10 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
 
     def _run_refresher(self) -> None:
         while not self._stop.is_set():
-            wait = self._next_refresh_time() - time.time()
+            wait = self._next_refresh_time() - self._clock()
             if wait > 0:
                 # Bounded waits so clock jumps (suspend, NTP) are noticed within a minute.
-                self._stop.wait(min(wait, 60.0))
+                self._stop.wait(min(wait, self.max_sleep))
                 continue
             with self._refresh_lock:
                 # botocore's own refresh step, in advisory mode: a failure is logged by
@@ -278,7 +286,7 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
             self._start_refresher()
 
 
-def _normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _normalize(raw: Mapping[str, Any], now: float) -> dict[str, Any]:
     """A method's answer -> botocore's metadata dict with an ISO-8601 expiry string."""
     metadata = dict(raw)
     expiry = metadata["expiry_time"]
@@ -286,7 +294,9 @@ def _normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
         if expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=timezone.utc)
         metadata["expiry_time"] = expiry.astimezone(timezone.utc).isoformat()
-    metadata.setdefault("issued_at", time.time())
+    # The lifetime (expiry - issued_at) picks the refresh windows, also for readers of
+    # the file cache who get the credentials later.
+    metadata.setdefault("issued_at", now)
     return metadata
 
 

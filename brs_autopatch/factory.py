@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +43,12 @@ def build(
     *,
     source: Callable[[], botocore.session.Session] = sources.plain_session,
     mfa_token_provider: TokenProvider | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RoleCredentials:
-    """Build (but do not fetch, unless ``defer_refresh`` is off) the credentials."""
+    """Build (but do not fetch, unless ``defer_refresh`` is off) the credentials.
+
+    ``clock`` is for simulations (tests, bench): every refresh decision uses it.
+    """
     method = methods.load(settings.method)
     client_kwargs = _client_kwargs(settings, source)
     cache = FileCache(settings.cache_dir) if settings.cache_dir else None
@@ -78,6 +83,7 @@ def build(
             mandatory_refresh_seconds=settings.mandatory_refresh_seconds,
             cache=cache,
             cache_key=FileCache.key_for(settings.key(), str(index)) if cache else None,
+            clock=clock,
         )
     assert credentials is not None
     return credentials

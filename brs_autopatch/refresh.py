@@ -79,7 +79,9 @@ class Backoff:
         retrying it quickly only adds load and log lines.
         """
         self.failures += 1
-        ceiling = self.cap if permanent else min(self.cap, self.base * 2 ** (self.failures - 1))
+        if permanent:
+            return self.cap * (0.9 + 0.1 * self._rng.random())
+        ceiling = min(self.cap, self.base * 2 ** (self.failures - 1))
         # Jitter between half and all of the ceiling spreads the retries of many
         # processes that failed together.
         return ceiling * (0.5 + 0.5 * self._rng.random())

@@ -1,0 +1,161 @@
+"""brs-run's bootstrap: the ``sitecustomize`` of every Python process started under brs-run.
+
+brs-run (brs_autopatch.launcher) puts this file's directory first on ``PYTHONPATH``
+and describes the interpreter it set up in ``BRS_BOOTSTRAP``::
+
+    1:X.Y:<this directory>:<sys.prefix>
+
+(protocol, Python version, bootstrap directory, interpreter prefix). At start-up this
+module, in order:
+
+1. runs the user's own ``sitecustomize`` (the one the rest of ``sys.path`` holds, from
+   ``PYTHONPATH`` or site-packages) exactly once, so one that sets ``BRS_*``/``AWS_*``
+   variables is honoured; ``sys.modules["sitecustomize"]`` ends up as the user's module,
+   or this one if there is none or it raised (reported on stderr the way site.py does);
+2. checks that this interpreter is the one brs-run set up (same protocol, Python X.Y,
+   bootstrap directory and ``sys.prefix``). A child from another venv, another Python or
+   a stale bootstrap stops here, quietly (one line on stderr with BRS_LOG_LEVEL=DEBUG);
+3. imports ``brs_autopatch``, which does nothing more until botocore is imported;
+4. with ``BRS_PROPAGATE`` off, removes itself from the environment that children inherit
+   (this process stays patched).
+
+It runs in every Python process under brs-run, most of which never import boto3: so no
+``typing``, ``logging``, ``json`` or ``re`` here, nothing before ``brs_autopatch`` is
+needed, and never a byte on stdout.
+"""
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+PROTOCOL = "1"
+ENV = "BRS_BOOTSTRAP"
+_FALSE = ("0", "false", "no", "off")
+# Any brs_autopatch install's bootstrap directory ends like this.
+_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
+
+
+def _same_path(a: str, b: str) -> bool:
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_bootstrap_dir(entry: str, here: str) -> bool:
+    """This directory, or another install's bootstrap (a nested or stale brs-run)."""
+    if not entry:
+        return False
+    path = os.path.normpath(os.path.abspath(entry))
+    return path == here or path.endswith(_TAIL)
+
+
+def _new_module(spec: "ModuleSpec") -> "ModuleType":
+    # importlib.util.module_from_spec, without importing importlib.util (and contextlib,
+    # functools, collections... with it).
+    module = None
+    if spec.loader is not None and hasattr(spec.loader, "create_module"):
+        module = spec.loader.create_module(spec)
+    if module is None:
+        module = type(sys)(spec.name)
+    module.__spec__ = spec
+    module.__loader__ = spec.loader
+    module.__package__ = spec.parent
+    if spec.submodule_search_locations is not None:
+        module.__path__ = spec.submodule_search_locations
+    if spec.has_location and spec.origin is not None:
+        module.__file__ = spec.origin
+        if spec.cached is not None:
+            module.__dict__["__cached__"] = spec.cached
+    return module
+
+
+def _chain(here: str) -> None:
+    """Run the sitecustomize that would have run without brs-run, exactly once."""
+    from importlib.machinery import PathFinder
+
+    path = [entry for entry in sys.path if not _is_bootstrap_dir(entry, here)]
+    spec = PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return  # none: this module stays sys.modules["sitecustomize"], as an import left it
+    ours = sys.modules.get("sitecustomize")
+    module = _new_module(spec)
+    sys.modules["sitecustomize"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        # Never leave the entry empty: site.py's own `import sitecustomize` (the import
+        # running us) reads it back and would fail with KeyError.
+        if ours is not None:
+            sys.modules["sitecustomize"] = ours
+        # What site.py prints for a failing sitecustomize; start-up goes on.
+        if sys.flags.verbose:
+            sys.excepthook(*sys.exc_info())
+        elif sys.stderr is not None:
+            sys.stderr.write(
+                "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n"
+                f"{error.__class__.__name__}: {error}\n"
+            )
+    except BaseException:  # SystemExit, KeyboardInterrupt: propagate, as without brs-run
+        if ours is not None:
+            sys.modules["sitecustomize"] = ours
+        raise
+
+
+def _guard(here: str) -> "str | None":
+    """None if this interpreter is the one brs-run set up; otherwise why not."""
+    value = os.environ.get(ENV)
+    if not value:
+        return f"{ENV} is not set (not started by brs-run)"
+    parts = value.split(":", 3)
+    if len(parts) != 4 or parts[0] != PROTOCOL:
+        return f"{ENV}={value!r} was written by another brs_autopatch version"
+    _, version, directory, prefix = parts
+    ours = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if version != ours:
+        return f"this is Python {ours}, brs-run ran under Python {version}"
+    if not _same_path(directory, here):
+        return f"stale bootstrap {here}: brs-run set up {directory}"
+    if not _same_path(prefix, sys.prefix):
+        return f"this interpreter's prefix is {sys.prefix}, brs-run's is {prefix}"
+    return None
+
+
+def _debug(message: str) -> None:
+    if os.environ.get("BRS_LOG_LEVEL", "").strip().upper() == "DEBUG" and sys.stderr is not None:
+        sys.stderr.write(f"brs_autopatch DEBUG bootstrap: {message}\n")
+
+
+def _stop_propagation(here: str) -> None:
+    """BRS_PROPAGATE=0: children of this process start without the bootstrap."""
+    if os.environ.get("BRS_PROPAGATE", "").strip().lower() not in _FALSE:
+        return
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [entry for entry in entries if entry and not _is_bootstrap_dir(entry, here)]
+    if kept:
+        os.environ["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        os.environ.pop("PYTHONPATH", None)
+    os.environ.pop(ENV, None)
+
+
+def _main() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    _chain(here)
+    reason = _guard(here)
+    if reason is not None:
+        _debug(f"not patching this interpreter: {reason}")
+        return
+    try:
+        import brs_autopatch  # noqa: F401  (cheap: the work waits for botocore's import)
+    except Exception as error:
+        if sys.stderr is not None:
+            sys.stderr.write(
+                f"brs_autopatch: not patching this process: {error.__class__.__name__}: {error}\n"
+            )
+    finally:
+        _stop_propagation(here)
+
+
+_main()

@@ -1,0 +1,390 @@
+"""``brs-run [options] [--] command [args...]``: run a program with brs_autopatch active.
+
+The same as ``python -m brs_autopatch``. It validates the ``BRS_*`` settings, prepends
+the bootstrap directory (brs_autopatch/bootstrap, holding only ``sitecustomize.py``) to
+``PYTHONPATH``, describes this interpreter in ``BRS_BOOTSTRAP`` and replaces itself with
+the program (``os.execve``: same PID, native signals and exit code). Every Python process
+the program starts, directly or not, then runs the bootstrap, which imports
+brs_autopatch; the patch itself waits until botocore is imported.
+
+This process imports neither boto3 nor wrapt, and botocore only when a setting needs
+botocore's STS model to be checked (``BRS_ASSUME_ROLE_KWARGS``, ``BRS_STS_CLIENT_KWARGS``)
+or for ``--check``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from ._version import __version__
+from .errors import ConfigError
+
+PROG = "brs-run"
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
+BOOTSTRAP_PROTOCOL = "1"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
+_BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
+
+# Exit codes: the shell's for a program that cannot be run, 2 for our own usage errors.
+EXIT_USAGE = 2
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+# Options that take a value -> the variable they set.
+VALUE_OPTIONS: dict[str, str] = {
+    "--role-arn": "BRS_ROLE_ARN",
+    "--session-name": "BRS_ROLE_SESSION_NAME",
+    "--duration-seconds": "BRS_DURATION_SECONDS",
+    "--log-level": "BRS_LOG_LEVEL",
+}
+# Options without a value -> (variable, value).
+FLAG_OPTIONS: dict[str, tuple[str, str]] = {
+    "--defer-refresh": ("BRS_DEFER_REFRESH", "true"),
+    "--no-defer-refresh": ("BRS_DEFER_REFRESH", "false"),
+    "--no-propagate": ("BRS_PROPAGATE", "false"),
+}
+
+USAGE = f"usage: {PROG} [options] [--] command [args...]"
+HELP = f"""{USAGE}
+       {PROG} --check [options]
+
+Run COMMAND with refreshing STS AssumeRole credentials in every boto3/botocore
+session of every Python process it starts. The program is not modified: {PROG}
+validates the BRS_* settings, puts a bootstrap sitecustomize first on PYTHONPATH
+and replaces itself with COMMAND (same PID, signals and exit code).
+`python -m brs_autopatch ...` is the same as `{PROG} ...`.
+
+options (only before COMMAND; `--` ends them):
+  -h, --help               show this help and exit
+  --version                print the version and exit
+  --check                  assume the role once and report: settings (secrets
+                           hidden), caller identity, expiry, refresh windows,
+                           boto3/botocore versions; exit 0 if all is well, else 1
+  --role-arn ARN           sets BRS_ROLE_ARN
+  --session-name NAME      sets BRS_ROLE_SESSION_NAME
+  --duration-seconds N     sets BRS_DURATION_SECONDS
+  --log-level LEVEL        sets BRS_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)
+  --defer-refresh          sets BRS_DEFER_REFRESH=true (fetch on first use)
+  --no-defer-refresh       sets BRS_DEFER_REFRESH=false (fetch at start-up,
+                           refresh in the background)
+  --no-propagate           sets BRS_PROPAGATE=false: patch the first Python
+                           process only, not the Python processes it starts
+
+exit status: COMMAND's own; {EXIT_USAGE} for bad settings or usage (COMMAND is not
+started); {EXIT_NOT_FOUND} if COMMAND is not found; {EXIT_NOT_EXECUTABLE} if it cannot be executed.
+
+notes:
+  - Install brs_autopatch in the environment (venv) of the Python programs you run:
+    a Python from another venv or version starts unpatched (quietly).
+  - `python -S`, `-I` and `-E` skip the PYTHONPATH bootstrap: use
+    `import brs_autopatch` in the program (or sitecustomize_example/) there.
+  - Empty PYTHONPATH entries (which mean the current directory) are dropped,
+    duplicates removed; the order of your own entries is kept.
+  - BRS_ENABLED=false runs COMMAND unchanged. BRS_ON_ERROR=warn runs it unpatched,
+    with a warning, when the settings are bad.
+  - uWSGI needs --lazy-apps so that each worker loads the app itself.
+
+settings (environment variables):
+{{variables}}
+"""
+
+
+class UsageError(Exception):
+    """A command line brs-run cannot make sense of: usage on stderr, exit 2."""
+
+
+class Invocation:
+    """The parsed command line."""
+
+    def __init__(self) -> None:
+        self.action = "run"  # run, help, version, check
+        self.env_updates: dict[str, str] = {}
+        self.command: list[str] = []
+
+
+def parse_args(argv: Sequence[str]) -> Invocation:
+    """Options up to the first non-option or ``--``; the rest is the command, untouched."""
+    parsed = Invocation()
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            index += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, has_value, value = arg.partition("=")
+        if arg in ("-h", "--help"):
+            parsed.action = "help"
+        elif arg == "--version":
+            parsed.action = "version"
+        elif arg == "--check":
+            parsed.action = "check"
+        elif name in VALUE_OPTIONS:
+            if not has_value:
+                if index + 1 >= len(argv):
+                    raise UsageError(f"option {name} needs a value")
+                index += 1
+                value = argv[index]
+            parsed.env_updates[VALUE_OPTIONS[name]] = value
+        elif arg in FLAG_OPTIONS:
+            variable, flag_value = FLAG_OPTIONS[arg]
+            parsed.env_updates[variable] = flag_value
+        else:
+            raise UsageError(f"unknown option {arg!r} (options go before the command)")
+        index += 1
+    parsed.command = list(argv[index:])
+    return parsed
+
+
+def help_text() -> str:
+    from .settings import VARIABLES
+
+    width = max(map(len, VARIABLES))
+    rows = "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in VARIABLES.items())
+    return HELP.replace("{variables}", rows)
+
+
+# -- PYTHONPATH and BRS_BOOTSTRAP ------------------------------------------------------------
+
+def _is_bootstrap_dir(entry: str) -> bool:
+    """Ours, or another install's (a nested brs-run from another venv, a stale one)."""
+    path = os.path.normpath(os.path.abspath(entry))
+    return path == BOOTSTRAP_DIR or path.endswith(_BOOTSTRAP_TAIL)
+
+
+def build_pythonpath(current: str | None, bootstrap: str = BOOTSTRAP_DIR) -> str:
+    """``bootstrap`` first, then the user's entries in order, without duplicates.
+
+    Empty entries are dropped: Python reads one as the current directory, and they
+    are nearly always accidents (``PYTHONPATH=/x:$PYTHONPATH`` with nothing set).
+    Bootstrap directories of other brs_autopatch installs are dropped too.
+    """
+    entries = [bootstrap]
+    seen = {os.path.normpath(bootstrap)}
+    for entry in (current or "").split(os.pathsep):
+        if entry == "" or _is_bootstrap_dir(entry):
+            continue
+        key = os.path.normpath(entry)
+        if key not in seen:
+            seen.add(key)
+            entries.append(entry)
+    return os.pathsep.join(entries)
+
+
+def bootstrap_value() -> str:
+    """What the bootstrap compares its own interpreter with: see bootstrap/sitecustomize.py."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"{BOOTSTRAP_PROTOCOL}:{version}:{BOOTSTRAP_DIR}:{sys.prefix}"
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` plus what makes the bootstrap run in every Python child."""
+    env = dict(environ)
+    env["PYTHONPATH"] = build_pythonpath(env.get("PYTHONPATH"))
+    env[BOOTSTRAP_ENV] = bootstrap_value()
+    return env
+
+
+# -- finding the program -----------------------------------------------------------------------
+
+class NotRunnable(Exception):
+    """The program cannot be started; ``code`` is the exit status to use."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _hint(command: str) -> str:
+    if command.endswith(".py"):
+        return f"; did you mean `{PROG} python {command}`?"
+    return ""
+
+
+def _executable_file(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def resolve(command: str, path_variable: str | None) -> str:
+    """The file to execute for ``command``, searched on the child's PATH like a shell does.
+
+    Raises NotRunnable: 127 when there is no such program, 126 when there is one but it
+    cannot be executed (a directory, or no execute permission).
+    """
+    if not command:
+        raise NotRunnable(EXIT_NOT_FOUND, "'': command not found")
+    if os.sep in command:
+        if not os.path.exists(command):
+            raise NotRunnable(EXIT_NOT_FOUND, f"{command}: no such file or directory")
+        if os.path.isdir(command):
+            raise NotRunnable(EXIT_NOT_EXECUTABLE, f"{command}: is a directory")
+        if not os.access(command, os.X_OK):
+            raise NotRunnable(EXIT_NOT_EXECUTABLE, f"{command}: permission denied{_hint(command)}")
+        return command
+    directories = (os.defpath if path_variable is None else path_variable).split(os.pathsep)
+    not_executable: str | None = None
+    for directory in directories:
+        candidate = os.path.join(directory, command)  # "" is the current directory, as in sh
+        if _executable_file(candidate):
+            return candidate
+        if not_executable is None and os.path.exists(candidate):
+            not_executable = candidate
+    if not_executable is not None:
+        raise NotRunnable(
+            EXIT_NOT_EXECUTABLE, f"{not_executable}: permission denied{_hint(command)}"
+        )
+    message = f"{command}: command not found"
+    if os.path.isfile(command):  # `brs-run app.py` with app.py here but not on PATH
+        message += _hint(command) or f"; did you mean `{PROG} ./{command}`?"
+    raise NotRunnable(EXIT_NOT_FOUND, message)
+
+
+# -- checks before starting the program ----------------------------------------------------------
+
+def _uwsgi_warning(command: Sequence[str], env: Mapping[str, str]) -> str | None:
+    if not os.path.basename(command[0]).startswith("uwsgi"):
+        return None
+    lazy = ("--lazy-apps", "--lazy")
+    if any(arg in lazy or arg.startswith("--lazy-apps=") for arg in command[1:]):
+        return None
+    if env.get("UWSGI_LAZY_APPS"):
+        return None
+    return (
+        f"{PROG}: warning: uWSGI loads the app in the master and forks workers without "
+        "Python's fork handlers, so workers can inherit a credentials lock held mid-refresh; "
+        "run it with --lazy-apps (or lazy-apps = true in its config)"
+    )
+
+
+def _check_method(name: str) -> None:
+    """A plugin method must be installed (an entry point); the built-ins always are."""
+    from .settings import BUILTIN_METHODS
+
+    if name in BUILTIN_METHODS:
+        return
+    from importlib.metadata import entry_points
+
+    if entry_points(group="brs_autopatch.methods", name=name):
+        return
+    raise ConfigError(
+        f"BRS_METHOD={name!r} is not valid: no such method is installed "
+        f"(built-in: {', '.join(BUILTIN_METHODS)})"
+    )
+
+
+def validate(env: Mapping[str, str]) -> bool:
+    """Whether to patch (False: BRS_ENABLED=false). Raises ConfigError for bad settings."""
+    from dataclasses import replace
+
+    from .settings import from_env
+
+    settings = from_env(env)
+    if not settings.enabled:
+        return False
+    if not settings.active:
+        raise ConfigError(
+            "BRS_ROLE_ARN is not set: expected the role to assume "
+            "(or --role-arn; BRS_ENABLED=false runs the program unpatched)"
+        )
+    _check_method(settings.method)
+    if settings.assume_role_kwargs or settings.sts_client_kwargs:
+        # Keys are checked against botocore's STS model: worth loading botocore for.
+        # Build only: no STS call, no cache directory, no background thread.
+        from .factory import build
+
+        build(replace(settings, defer_refresh=True, cache_dir=None))
+    return True
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")
+
+
+def _on_error_warn(env: Mapping[str, str]) -> bool:
+    return (env.get("BRS_ON_ERROR") or "").strip().lower() == "warn"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``brs-run`` and ``python -m brs_autopatch``. Returns only on failure."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        invocation = parse_args(args)
+    except UsageError as error:
+        _error(f"{error}\n{USAGE}\nTry '{PROG} --help' for more information.")
+        return EXIT_USAGE
+    if invocation.action == "help":
+        sys.stdout.write(help_text())
+        return 0
+    if invocation.action == "version":
+        sys.stdout.write(f"{PROG} (brs_autopatch) {__version__}\n")
+        return 0
+
+    env = dict(os.environ)
+    env.update(invocation.env_updates)
+
+    if invocation.action == "check":
+        if invocation.command:
+            _error(f"--check runs no command\n{USAGE}")
+            return EXIT_USAGE
+        from .check import run_check
+
+        return run_check(env)
+
+    command = invocation.command
+    if not command:
+        _error(f"no command given\n{USAGE}\nTry '{PROG} --help' for more information.")
+        return EXIT_USAGE
+
+    try:
+        patch = validate(env)
+    except ConfigError as error:
+        if not _on_error_warn(env):
+            _error(str(error))
+            return EXIT_USAGE
+        _error(f"warning: not patching (BRS_ON_ERROR=warn): {error}")
+        patch = False
+
+    if patch:
+        if not os.path.isfile(os.path.join(BOOTSTRAP_DIR, "sitecustomize.py")):
+            _error(f"broken installation: {BOOTSTRAP_DIR}/sitecustomize.py is missing")
+            return EXIT_USAGE
+        if os.pathsep in BOOTSTRAP_DIR:
+            _error(f"cannot put {BOOTSTRAP_DIR} on PYTHONPATH: its path contains {os.pathsep!r}")
+            return EXIT_USAGE
+        env = child_environment(env)
+
+    try:
+        program = resolve(command[0], env.get("PATH"))
+    except NotRunnable as error:
+        _error(str(error))
+        return error.code
+
+    warning = _uwsgi_warning(command, env)
+    if warning is not None:
+        sys.stderr.write(warning + "\n")
+    return execute(program, command, env)
+
+
+def execute(program: str, command: Sequence[str], env: Mapping[str, str]) -> int:
+    """Replace this process with ``program`` (argv[0] as given); returns only on failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name != "posix":  # pragma: no cover - POSIX is what brs-run is for
+        import subprocess
+
+        return subprocess.call([program, *command[1:]], env=dict(env))
+    try:
+        os.execve(program, list(command), env)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if isinstance(error, FileNotFoundError):  # a #! line naming a missing interpreter
+            _error(f"{command[0]}: {reason} (is its #! interpreter installed?)")
+            return EXIT_NOT_FOUND
+        _error(f"{command[0]}: cannot execute: {reason}{_hint(command[0])}")
+        return EXIT_NOT_EXECUTABLE
+    raise AssertionError("unreachable: execve returned")  # pragma: no cover
