@@ -47,7 +47,7 @@ class FileCache:
     def _path(self, key: str) -> str:
         # JSONFileCache's own key -> path mapping (a private helper) so that our
         # ownership check looks at exactly the file botocore reads.
-        return str(self._files._convert_cache_key(key))
+        return str(self._files._convert_cache_key(key))  # type: ignore[attr-defined]
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The cached entry, or None if missing, corrupt, incomplete or not ours."""

@@ -41,7 +41,6 @@ Fetch = Callable[[], Mapping[str, Any]]
 METHOD = "brs-autopatch"
 
 
-
 @dataclass
 class RefreshStats:
     """Counters for tests, `brs-run --check` and the bench: what happened, not how fast."""
@@ -53,7 +52,7 @@ class RefreshStats:
     background_fetches: int = 0
 
 
-class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
+class RoleCredentials(DeferredRefreshableCredentials):
     """Refreshing credentials for one role (or one hop of a role chain)."""
 
     # Longest sleep of the background refresher between looks at the clock.
@@ -88,9 +87,7 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         self._fresh_until = 0.0
         self._retry_after = 0.0
         self._last_error: CredentialRefreshError | None = None
-        self._advisory_backoff = refresh.Backoff(
-            refresh.ADVISORY_BACKOFF_BASE, refresh.ADVISORY_BACKOFF_CAP
-        )
+        self._advisory_backoff = refresh.Backoff(refresh.ADVISORY_BACKOFF_BASE, refresh.ADVISORY_BACKOFF_CAP)
         self._mandatory_backoff = refresh.Backoff(
             refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP
         )
@@ -114,7 +111,8 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
     # -- the request path ------------------------------------------------------------
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
         if self._clock() < self._fresh_until:
-            return self._frozen_credentials
+            frozen: ReadOnlyCredentials = self._frozen_credentials  # type: ignore[attr-defined]
+            return frozen
         return super().get_frozen_credentials()
 
     @property
@@ -159,9 +157,14 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         logger.info(
             "refreshed credentials for %s (session %s) from %s in %.0f ms: expire %s, "
             "next refresh %s, windows advisory %ss mandatory %ss",
-            self.label, metadata.get("session_name", "-"), source,
-            (time.monotonic() - started) * 1000, _iso(self._expiry_ts),
-            _iso(self._next_refresh_time()), advisory, mandatory,
+            self.label,
+            metadata.get("session_name", "-"),
+            source,
+            (time.monotonic() - started) * 1000,
+            _iso(self._expiry_ts),
+            _iso(self._next_refresh_time()),
+            advisory,
+            mandatory,
         )
         return metadata
 
@@ -186,7 +189,7 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         lifetime = expiry - float(entry.get("issued_at", now))
         advisory, _ = refresh.choose_windows(lifetime, *self._windows)
         needed = advisory + (self._lead(advisory) if background else 0)
-        return expiry - now > needed
+        return bool(expiry - now > needed)
 
     def _install(self, metadata: dict[str, Any], now: float) -> None:
         expiry = isoparse(metadata["expiry_time"]).timestamp()
@@ -223,7 +226,11 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
             self._retry_after = now + delay
             logger.warning(
                 "refresh of %s failed (%s); serving current credentials (valid %.0f s more), "
-                "next attempt in %.0f s", self.label, cause, remaining, delay,
+                "next attempt in %.0f s",
+                self.label,
+                cause,
+                remaining,
+                delay,
             )
             return self._served_during_backoff(now)
         delay = self._mandatory_backoff.next_delay(permanent=permanent)
@@ -231,7 +238,9 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
         self._last_error = CredentialRefreshError(self.label, cause, transient=not permanent)
         logger.warning(
             "refresh of %s failed (%s); requests fail until it succeeds, next attempt in %.0f s",
-            self.label, cause, delay,
+            self.label,
+            cause,
+            delay,
         )
         raise self._last_error from error
 
@@ -266,7 +275,7 @@ class RoleCredentials(DeferredRefreshableCredentials):  # type: ignore[misc]
             with self._refresh_lock:
                 # botocore's own refresh step, in advisory mode: a failure is logged by
                 # _fetch and retried after its backoff; it never kills the thread.
-                self._protected_refresh(is_mandatory=False)
+                self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the background refresher, if any (also done at interpreter exit)."""

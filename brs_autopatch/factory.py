@@ -6,6 +6,7 @@ explicit :class:`~brs_autopatch.RefreshableSession` (settings from its arguments
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import time
@@ -69,14 +70,18 @@ def build(
     for index, role_arn in enumerate(hops):
         params = _params(settings, role_arn, first=index == 0, mfa=mfa is not None)
         previous = credentials
-        hop_source = source if previous is None else (lambda p=previous: sources.session_with(p))
+        hop_source = source if previous is None else functools.partial(sources.session_with, previous)
         context = methods.MethodContext(
-            settings=settings, role_arn=role_arn, params=params, sts_client_kwargs=client_kwargs,
-            source=hop_source, mfa_token_provider=mfa if index == 0 else None,
+            settings=settings,
+            role_arn=role_arn,
+            params=params,
+            sts_client_kwargs=client_kwargs,
+            source=hop_source,
+            mfa_token_provider=mfa if index == 0 else None,
         )
         hop_method = first_method if index == 0 else methods.assume_role_method
         credentials = RoleCredentials(
-            lambda m=hop_method, c=context: m(c),  # type: ignore[misc]
+            functools.partial(hop_method, context),
             label=role_arn or f"method {settings.method}",
             defer_refresh=settings.defer_refresh,
             advisory_refresh_seconds=settings.advisory_refresh_seconds,
@@ -109,9 +114,7 @@ def _params(settings: Settings, role_arn: str | None, *, first: bool, mfa: bool)
     return params
 
 
-def _client_kwargs(
-    settings: Settings, source: Callable[[], botocore.session.Session]
-) -> dict[str, Any]:
+def _client_kwargs(settings: Settings, source: Callable[[], botocore.session.Session]) -> dict[str, Any]:
     kwargs = sts_client_kwargs(settings.sts_client_kwargs, "BRS_STS_CLIENT_KWARGS")
     if settings.sts_region and "region_name" not in kwargs:
         kwargs["region_name"] = settings.sts_region

@@ -69,7 +69,8 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     logs.configure(settings.log_level)
     if not settings.active:
         logger.debug(
-            "nothing patched: %s", "BRS_ENABLED is false" if not settings.enabled else "BRS_ROLE_ARN is not set"
+            "nothing patched: %s",
+            "BRS_ENABLED is false" if not settings.enabled else "BRS_ROLE_ARN is not set",
         )
         return False
     with _lock:
@@ -106,7 +107,7 @@ def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
     logger.debug("patched botocore sessions for %s", state.settings.role_arn)
 
 
-def _patch_boto3(boto3: ModuleType, state: PatchState) -> None:
+def _patch_boto3(boto3: Any, state: PatchState) -> None:
     """Replace a default session made before install, unless it was explicit."""
     botocore = sys.modules.get("botocore")
     if getattr(botocore, MARKER, None) is not state:
@@ -144,7 +145,7 @@ def unpatch() -> bool:
             with contextlib.suppress(ValueError):
                 botocore.unregister_initializer(state.initializer)
         delattr(botocore, MARKER)
-        boto3 = sys.modules.get("boto3")
+        boto3: Any = sys.modules.get("boto3")
         if boto3 is not None and _is_ours(boto3.DEFAULT_SESSION, state):
             boto3.DEFAULT_SESSION = state.saved_default_session
     logger.debug("unpatched")

@@ -43,7 +43,7 @@ def shared_credentials(state: PatchState) -> RoleCredentials:
         return credentials
 
 
-class RoleProvider(CredentialProvider):  # type: ignore[misc]
+class RoleProvider(CredentialProvider):
     """Answers with the shared role credentials unless the session was told otherwise."""
 
     METHOD = "brs-autopatch"
@@ -71,7 +71,7 @@ class RoleProvider(CredentialProvider):  # type: ignore[misc]
             return None
 
 
-class RoleFirstResolver(CredentialResolver):  # type: ignore[misc]
+class RoleFirstResolver(CredentialResolver):
     """botocore's default resolver with :class:`RoleProvider` first, built on first use."""
 
     def __init__(self, session: botocore.session.Session, state: PatchState) -> None:

@@ -23,12 +23,26 @@ MANDATORY_BACKOFF_BASE = 1.0
 MANDATORY_BACKOFF_CAP = 30.0
 
 # Error codes that will not go away by asking again soon.
-PERMANENT_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "MalformedPolicyDocument", "PackedPolicyTooLarge",
-    "ValidationError", "RegionDisabledException", "InvalidIdentityToken", "IDPRejectedClaim",
-    "InvalidParameterValue", "UnrecognizedClientException", "NoCredentials", "MFAError",
-})
+PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MalformedPolicyDocument",
+        "PackedPolicyTooLarge",
+        "ValidationError",
+        "RegionDisabledException",
+        "InvalidIdentityToken",
+        "IDPRejectedClaim",
+        "InvalidParameterValue",
+        "UnrecognizedClientException",
+        "NoCredentials",
+        "MFAError",
+    }
+)
 
 
 def advisory_for_lifetime(lifetime_seconds: float) -> int:
@@ -56,8 +70,11 @@ def choose_windows(
     lifetime = max(int(lifetime_seconds), 3)
     mandatory = DEFAULT_MANDATORY_SECONDS if mandatory is None else mandatory
     advisory = advisory_for_lifetime(lifetime) if advisory is None else advisory
-    # Clamp into the lifetime: tests and odd providers issue very short credentials.
-    advisory = min(advisory, lifetime * 2 // 3)
+    if advisory >= lifetime:
+        # Credentials shorter than the window (a role's MaxSessionDuration below the
+        # requested one, a plugin issuing 5-minute credentials): keep a quarter of the
+        # lifetime of reuse rather than refreshing on every request.
+        advisory = lifetime * 3 // 4
     mandatory = min(mandatory, max(advisory // 2, 1))
     advisory = max(advisory, mandatory + 1)
     return advisory, mandatory
@@ -80,11 +97,11 @@ class Backoff:
         """
         self.failures += 1
         if permanent:
-            return self.cap * (0.9 + 0.1 * self._rng.random())
+            return float(self.cap * (0.9 + 0.1 * self._rng.random()))
         ceiling = min(self.cap, self.base * 2 ** (self.failures - 1))
         # Jitter between half and all of the ceiling spreads the retries of many
         # processes that failed together.
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        return float(ceiling * (0.5 + 0.5 * self._rng.random()))
 
     def reset(self) -> None:
         self.failures = 0
@@ -102,15 +119,23 @@ def describe_error(error: BaseException) -> tuple[str, bool]:
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = response.get("Error", {}).get("Message", "")
         if code:
-            kind = "throttled" if "Throttl" in code or code == "RequestLimitExceeded" else (
-                "access denied" if code in PERMANENT_CODES else f"STS error (HTTP {status})"
+            kind = (
+                "throttled"
+                if "Throttl" in code or code == "RequestLimitExceeded"
+                else ("access denied" if code in PERMANENT_CODES else f"STS error (HTTP {status})")
             )
             return f"{kind}: {code}: {message}".rstrip(": "), code in PERMANENT_CODES
         if status:
             return f"STS error (HTTP {status})", False
     name = type(error).__name__
-    if name in {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                "ConnectionClosedError", "ProxyConnectionError", "HTTPClientError"}:
+    if name in {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ProxyConnectionError",
+        "HTTPClientError",
+    }:
         return f"STS unreachable: {name}", False
     if name in {"NoCredentialsError", "PartialCredentialsError"}:
         return "no source credentials to call STS with (set AWS_* or a profile)", True

@@ -43,8 +43,12 @@ class RefreshableSession(boto3.Session):
         **session_kwargs: Any,
     ) -> None:
         settings = _settings(
-            assume_role_kwargs, sts_client_kwargs or {}, defer_refresh,
-            advisory_refresh_seconds, mandatory_refresh_seconds, cache_dir,
+            assume_role_kwargs,
+            sts_client_kwargs or {},
+            defer_refresh,
+            advisory=advisory_refresh_seconds,
+            mandatory=mandatory_refresh_seconds,
+            cache_dir=cache_dir,
             mfa=mfa_token_provider is not None,
         )
         source_keys = {k: session_kwargs.pop(k) for k in _SOURCE_KEYS if k in session_kwargs}
@@ -79,10 +83,10 @@ def _settings(
     assume_role_kwargs: Mapping[str, Any],
     sts_client_kwargs: Mapping[str, Any],
     defer_refresh: bool,
+    *,
     advisory: int | None,
     mandatory: int | None,
     cache_dir: str | None,
-    *,
     mfa: bool,
 ) -> Settings:
     if not isinstance(assume_role_kwargs, Mapping):

@@ -52,9 +52,7 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 # IAM role ARN in any partition (aws, aws-cn, aws-us-gov, aws-iso-b, ...), optional path.
-_ROLE_ARN = re.compile(
-    r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}"
-)
+_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}")
 _SESSION_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
 _EXTERNAL_ID = re.compile(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
 _MFA_SERIAL = re.compile(r"[A-Za-z0-9_+=/:,.@-]{9,256}")
@@ -98,9 +96,9 @@ def parse_json_object(name: str, raw: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except ValueError:
-        raise bad(name, raw, "a JSON object such as {\"Key\": \"value\"} (it does not parse)") from None
+        raise bad(name, raw, 'a JSON object such as {"Key": "value"} (it does not parse)') from None
     if not isinstance(value, dict):
-        raise bad(name, raw, "a JSON object such as {\"Key\": \"value\"} (not an object)")
+        raise bad(name, raw, 'a JSON object such as {"Key": "value"} (not an object)')
     return value
 
 
@@ -162,7 +160,8 @@ class Settings:
         derives its file names from it (hashed, so no secret reaches a file name).
         """
         fields = {
-            name: value for name, value in self.__dict__.items()
+            name: value
+            for name, value in self.__dict__.items()
             if name not in {"enabled", "log_level", "on_error", "propagate"}
         }
         return json.dumps(fields, sort_keys=True, default=str)
@@ -217,7 +216,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         )
         if len(values.get("role_arns", ())) > 1 and values["duration_seconds"] > MAX_CHAINED_DURATION:
             raise bad(
-                "BRS_DURATION_SECONDS", raw,
+                "BRS_DURATION_SECONDS",
+                raw,
                 f"at most {MAX_CHAINED_DURATION} with a role chain (AWS caps chained sessions at 1 h)",
             )
     raw = _get(env, "BRS_EXTERNAL_ID")
@@ -225,8 +225,10 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         if not _EXTERNAL_ID.fullmatch(raw):
             raise bad("BRS_EXTERNAL_ID", None, "2 to 1224 characters of A-Z a-z 0-9 _+=,.@:/-")
         values["external_id"] = raw
-    for name, attr in (("BRS_ASSUME_ROLE_KWARGS", "assume_role_kwargs"),
-                       ("BRS_STS_CLIENT_KWARGS", "sts_client_kwargs")):
+    for name, attr in (
+        ("BRS_ASSUME_ROLE_KWARGS", "assume_role_kwargs"),
+        ("BRS_STS_CLIENT_KWARGS", "sts_client_kwargs"),
+    ):
         raw = _get(env, name)
         if raw is not None:
             values[attr] = parse_json_object(name, raw)
@@ -242,8 +244,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     if url is not None and not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", url):
         raise bad("BRS_STS_ENDPOINT_URL", url, "an http:// or https:// URL")
 
-    for name, attr in (("BRS_ENABLED", "enabled"), ("BRS_DEFER_REFRESH", "defer_refresh"),
-                       ("BRS_PROPAGATE", "propagate")):
+    for name, attr in (
+        ("BRS_ENABLED", "enabled"),
+        ("BRS_DEFER_REFRESH", "defer_refresh"),
+        ("BRS_PROPAGATE", "propagate"),
+    ):
         raw = _get(env, name)
         if raw is not None:
             values[attr] = parse_bool(name, raw)
@@ -272,17 +277,24 @@ def _check_no_duplicates(values: dict[str, Any]) -> None:
     # A parameter given both by its own variable and inside the JSON would leave the
     # reader guessing which one wins: refuse it.
     extra = values.get("assume_role_kwargs", {})
-    for key, own in (("RoleArn", "BRS_ROLE_ARN"), ("RoleSessionName", "BRS_ROLE_SESSION_NAME"),
-                     ("DurationSeconds", "BRS_DURATION_SECONDS"), ("ExternalId", "BRS_EXTERNAL_ID"),
-                     ("SerialNumber", "BRS_MFA_SERIAL"), ("TokenCode", "BRS_MFA_TOKEN_COMMAND")):
+    for key, own in (
+        ("RoleArn", "BRS_ROLE_ARN"),
+        ("RoleSessionName", "BRS_ROLE_SESSION_NAME"),
+        ("DurationSeconds", "BRS_DURATION_SECONDS"),
+        ("ExternalId", "BRS_EXTERNAL_ID"),
+        ("SerialNumber", "BRS_MFA_SERIAL"),
+        ("TokenCode", "BRS_MFA_TOKEN_COMMAND"),
+    ):
         if key in extra:
             raise bad("BRS_ASSUME_ROLE_KWARGS", None, f"no {key!r} key (set {own} instead)")
 
 
 def _parse_windows(env: Mapping[str, str], values: dict[str, Any]) -> None:
     limit = values.get("duration_seconds") or MAX_DURATION
-    for name, attr in (("BRS_ADVISORY_REFRESH_SECONDS", "advisory_refresh_seconds"),
-                       ("BRS_MANDATORY_REFRESH_SECONDS", "mandatory_refresh_seconds")):
+    for name, attr in (
+        ("BRS_ADVISORY_REFRESH_SECONDS", "advisory_refresh_seconds"),
+        ("BRS_MANDATORY_REFRESH_SECONDS", "mandatory_refresh_seconds"),
+    ):
         raw = _get(env, name)
         if raw is not None:
             values[attr] = parse_int(name, raw, 1, limit - 1, "seconds, below the lifetime,")
@@ -290,7 +302,8 @@ def _parse_windows(env: Mapping[str, str], values: dict[str, Any]) -> None:
     mandatory = values.get("mandatory_refresh_seconds")
     if advisory is not None and mandatory is not None and not mandatory < advisory:
         raise bad(
-            "BRS_MANDATORY_REFRESH_SECONDS", str(mandatory),
+            "BRS_MANDATORY_REFRESH_SECONDS",
+            str(mandatory),
             f"fewer seconds than BRS_ADVISORY_REFRESH_SECONDS={advisory} (0 < mandatory < advisory)",
         )
 

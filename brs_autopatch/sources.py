@@ -18,7 +18,7 @@ from botocore.credentials import (
 )
 
 
-class FixedProvider(CredentialProvider):  # type: ignore[misc]
+class FixedProvider(CredentialProvider):
     """A credential provider that always answers with one credentials object."""
 
     METHOD = "brs-autopatch"
@@ -40,13 +40,11 @@ def plain_session(profile: str | None = None, **keys: Any) -> botocore.session.S
     chain; we put botocore's original resolver back, so a role never assumes itself.
     """
     session = botocore.session.Session(profile=profile)
-    session.register_component(
-        "credential_provider", create_credential_resolver(session)
-    )
+    session.register_component("credential_provider", create_credential_resolver(session))
     if keys.get("aws_access_key_id") or keys.get("aws_secret_access_key"):
         session.set_credentials(
-            keys.get("aws_access_key_id"),
-            keys.get("aws_secret_access_key"),
+            str(keys.get("aws_access_key_id") or ""),
+            str(keys.get("aws_secret_access_key") or ""),
             keys.get("aws_session_token"),
         )
     return session
@@ -78,7 +76,7 @@ def loaded_credentials(session: botocore.session.Session) -> Credentials | None:
 
 def forget_loaded_credentials(session: botocore.session.Session) -> None:
     """Make the next get_credentials() ask the credential provider again."""
-    session._credentials = None
+    session._credentials = None  # type: ignore[attr-defined]
 
 
 def botocore_session_of(session: Any) -> botocore.session.Session:

@@ -20,8 +20,17 @@ from botocore.validate import ParamValidator
 from .errors import ConfigError
 
 # Parameter values that must never be echoed in an error message.
-_SECRET_KEYS = frozenset({"ExternalId", "TokenCode", "WebIdentityToken", "SAMLAssertion",
-                          "aws_secret_access_key", "aws_session_token", "Policy"})
+_SECRET_KEYS = frozenset(
+    {
+        "ExternalId",
+        "TokenCode",
+        "WebIdentityToken",
+        "SAMLAssertion",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "Policy",
+    }
+)
 
 
 @cache
@@ -32,6 +41,7 @@ def _operation(name: str) -> OperationModel:
 def validate_sts_params(params: Mapping[str, Any], origin: str, operation: str = "AssumeRole") -> None:
     """Raise ConfigError naming the first bad key of ``params`` for ``operation``."""
     shape = _operation(operation).input_shape
+    assert shape is not None
     report = ParamValidator().validate(dict(params), shape)
     if not report.has_errors():
         return
@@ -59,7 +69,8 @@ def validate_sts_params(params: Mapping[str, Any], origin: str, operation: str =
 def sts_client_kwargs(raw: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """Check keywords for ``create_client('sts', ...)``; a JSON ``config`` becomes a Config."""
     accepted = [
-        name for name in inspect.signature(botocore.session.Session.create_client).parameters
+        name
+        for name in inspect.signature(botocore.session.Session.create_client).parameters
         if name not in ("self", "service_name")
     ]
     kwargs = dict(raw)
@@ -73,7 +84,9 @@ def sts_client_kwargs(raw: Mapping[str, Any], origin: str) -> dict[str, Any]:
         except TypeError as error:
             raise ConfigError(f"{origin} key 'config' is not valid: {error}") from None
     elif config is not None and not isinstance(config, Config):
-        raise ConfigError(f"{origin} key 'config' has the wrong type: expected an object or a botocore Config")
+        raise ConfigError(
+            f"{origin} key 'config' has the wrong type: expected an object or a botocore Config"
+        )
     for key in ("region_name", "endpoint_url", "aws_access_key_id", "api_version"):
         if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
             raise ConfigError(f"{origin} key {key!r} has the wrong type: expected a string")

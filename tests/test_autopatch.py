@@ -52,7 +52,8 @@ def test_import_never_imports_boto3(run_python: RunPython) -> None:
     run_python(
         "import brs_autopatch, sys\n"
         "assert not {'boto3', 'botocore', 'urllib3'} & set(sys.modules), sorted(sys.modules)",
-        env=ENV, check=True,
+        env=ENV,
+        check=True,
     )
 
 
@@ -70,55 +71,69 @@ def test_import_brs_autopatch_before_boto3(sts: StsServer, run_python: RunPython
 
 
 def test_boto3_imported_first_and_default_session_replaced(sts: StsServer, run_python: RunPython) -> None:
-    code = """
+    code = f"""
         import boto3
         before = boto3.client("sts")  # creates DEFAULT_SESSION with the source credentials
-        assert before.get_caller_identity()["Arn"] == "%s"
+        assert before.get_caller_identity()["Arn"] == "{SOURCE_IDENTITY}"
         from boto3 import Session as EarlySession
         import brs_autopatch
         # A client built before install keeps the credentials it was built with.
-        assert before.get_caller_identity()["Arn"] == "%s"
-    """ % (SOURCE_IDENTITY, SOURCE_IDENTITY)
+        assert before.get_caller_identity()["Arn"] == "{SOURCE_IDENTITY}"
+    """
     assert_patched(identities(run_python, code))
 
 
 def test_explicit_default_session_is_kept(run_python: RunPython, tmp_path: Path) -> None:
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import boto3
         boto3.setup_default_session(aws_access_key_id="AKIDEXPLICIT00000000", aws_secret_access_key="x")
         boto3.client("sts")
         import brs_autopatch
         print(boto3.client("sts").get_caller_identity()["Arn"])
-    """), env=ENV, check=True)
+    """),
+        env=ENV,
+        check=True,
+    )
     assert result.stdout.strip() == SOURCE_IDENTITY
 
 
 def test_profile_name_is_respected(run_python: RunPython, tmp_path: Path) -> None:
     credentials = tmp_path / "credentials"
     credentials.write_text("[other]\naws_access_key_id = AKIDPROFILE000000000\naws_secret_access_key = p\n")
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import brs_autopatch, boto3, botocore.session
         print(boto3.Session(profile_name="other").client("sts").get_caller_identity()["Arn"])
         print(botocore.session.Session(profile="other").create_client("sts").get_caller_identity()["Arn"])
         print(boto3.Session().client("sts").get_caller_identity()["Arn"])
-    """), env={**ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)}, check=True)
+    """),
+        env={**ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+        check=True,
+    )
     profile, botocore_profile, default = result.stdout.split()
     assert profile == botocore_profile == SOURCE_IDENTITY
     assert default.startswith(ROLE_IDENTITY)
 
 
 def test_two_hundred_sessions_one_assume_role(sts: StsServer, run_python: RunPython) -> None:
-    run_python(textwrap.dedent("""
+    run_python(
+        textwrap.dedent("""
         import brs_autopatch, boto3
         arns = {boto3.Session().client("sts").get_caller_identity()["Arn"] for _ in range(200)}
         assert len(arns) == 1 and ":assumed-role/" in arns.pop()
-    """), env=ENV, check=True, timeout=120)
+    """),
+        env=ENV,
+        check=True,
+        timeout=120,
+    )
     assert sts.count("sts:AssumeRole") == 1
     assert sts.count("sts:GetCallerIdentity") == 200
 
 
 def test_install_is_idempotent_and_unpatch_restores(sts: StsServer, run_python: RunPython) -> None:
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import botocore, botocore.session
         original_init = botocore.session.Session.__init__
         original_initializers = list(botocore._INITIALIZERS)
@@ -137,7 +152,10 @@ def test_install_is_idempotent_and_unpatch_restores(sts: StsServer, run_python: 
         brs_autopatch.install()
         assert len(ours()) == 1
         print(who())
-    """), env=ENV, check=True)
+    """),
+        env=ENV,
+        check=True,
+    )
     patched, unpatched, default, again = result.stdout.split()
     assert patched.startswith(ROLE_IDENTITY) and again.startswith(ROLE_IDENTITY)
     assert unpatched == default == SOURCE_IDENTITY
@@ -150,7 +168,8 @@ def test_two_copies_of_the_package_patch_once(run_python: RunPython, tmp_path: P
 
     copy = tmp_path / "copy"
     shutil.copytree(Path(brs_autopatch.__file__).parent, copy / "brs_autopatch")
-    result = run_python(textwrap.dedent(f"""
+    result = run_python(
+        textwrap.dedent(f"""
         import sys, botocore, boto3
         import brs_autopatch as first
         for name in [m for m in sys.modules if m.startswith("brs_autopatch")]:
@@ -160,30 +179,41 @@ def test_two_copies_of_the_package_patch_once(run_python: RunPython, tmp_path: P
         assert first.__file__ != second.__file__
         ours = [f for f in botocore._INITIALIZERS if f.__module__.startswith("brs_autopatch")]
         print(len(ours), boto3.Session().client("sts").get_caller_identity()["Arn"])
-    """), env=ENV, check=True)
+    """),
+        env=ENV,
+        check=True,
+    )
     count, arn = result.stdout.split()
     assert count == "1" and arn.startswith(ROLE_IDENTITY)
 
 
 def test_hook_after_unpatch_does_nothing(run_python: RunPython) -> None:
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import sys, brs_autopatch
         brs_autopatch.unpatch()
         import boto3, botocore
         assert not hasattr(botocore, "__brs_autopatch__")
         print(boto3.client("sts").get_caller_identity()["Arn"])
-    """), env=ENV, check=True)
+    """),
+        env=ENV,
+        check=True,
+    )
     assert result.stdout.strip() == SOURCE_IDENTITY
 
 
 def test_context_manager_for_tests(run_python: RunPython) -> None:
-    result = run_python(textwrap.dedent(f"""
+    result = run_python(
+        textwrap.dedent(f"""
         import boto3, brs_autopatch
         brs_autopatch.unpatch()
         with brs_autopatch.patched(role_arns=({ROLE!r},)):
             print(boto3.Session().client("sts").get_caller_identity()["Arn"])
         print(boto3.Session().client("sts").get_caller_identity()["Arn"])
-    """), env={"BRS_ROLE_ARN": ""}, check=True)
+    """),
+        env={"BRS_ROLE_ARN": ""},
+        check=True,
+    )
     inside, after = result.stdout.split()
     assert inside.startswith(ROLE_IDENTITY) and after == SOURCE_IDENTITY
 
@@ -192,14 +222,17 @@ def test_bad_setting_raises_at_import(run_python: RunPython) -> None:
     result = run_python("import brs_autopatch", env={**ENV, "BRS_DURATION_SECONDS": "soon"})
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last == ("brs_autopatch.errors.ConfigError: BRS_DURATION_SECONDS='soon' is not valid: "
-                    "expected an integer number of seconds from 900 to 43200")
+    assert last == (
+        "brs_autopatch.errors.ConfigError: BRS_DURATION_SECONDS='soon' is not valid: "
+        "expected an integer number of seconds from 900 to 43200"
+    )
 
 
 def test_bad_setting_warns_with_on_error_warn(run_python: RunPython) -> None:
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={**ENV, "BRS_DURATION_SECONDS": "soon", "BRS_ON_ERROR": "warn"}, check=True,
+        env={**ENV, "BRS_DURATION_SECONDS": "soon", "BRS_ON_ERROR": "warn"},
+        check=True,
     )
     assert result.stdout.strip() == SOURCE_IDENTITY
     warnings = [line for line in result.stderr.splitlines() if "BRS_DURATION_SECONDS" in line]
@@ -213,13 +246,15 @@ def test_model_error_surfaces_at_first_session_use(run_python: RunPython) -> Non
     assert "ConfigError: BRS_ASSUME_ROLE_KWARGS has unknown key 'Bogus'" in result.stderr
     warned = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={**env, "BRS_ON_ERROR": "warn"}, check=True,
+        env={**env, "BRS_ON_ERROR": "warn"},
+        check=True,
     )
     assert warned.stdout.strip() == SOURCE_IDENTITY and "unknown key 'Bogus'" in warned.stderr
 
 
 def test_failing_hook_does_not_leave_boto3_silently_unpatched(run_python: RunPython) -> None:
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import brs_autopatch
         from brs_autopatch import importer
         # Make the registered botocore hook fail once, as an unexpected bug would.
@@ -236,7 +271,10 @@ def test_failing_hook_does_not_leave_boto3_silently_unpatched(run_python: RunPyt
             print("first import failed:", error)
         import boto3
         print(boto3.client("sts").get_caller_identity()["Arn"])
-    """), env=ENV, check=True)
+    """),
+        env=ENV,
+        check=True,
+    )
     first, arn = result.stdout.strip().splitlines()
     assert first == "first import failed: boom" and arn.startswith(ROLE_IDENTITY)
 
@@ -244,7 +282,8 @@ def test_failing_hook_does_not_leave_boto3_silently_unpatched(run_python: RunPyt
 def test_no_role_arn_patches_nothing_and_says_why(run_python: RunPython) -> None:
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={"BRS_LOG_LEVEL": "DEBUG"}, check=True,
+        env={"BRS_LOG_LEVEL": "DEBUG"},
+        check=True,
     )
     assert result.stdout.strip() == SOURCE_IDENTITY
     assert "nothing patched: BRS_ROLE_ARN is not set" in result.stderr
@@ -253,7 +292,8 @@ def test_no_role_arn_patches_nothing_and_says_why(run_python: RunPython) -> None
 def test_kill_switch(run_python: RunPython) -> None:
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={**ENV, "BRS_ENABLED": "0"}, check=True,
+        env={**ENV, "BRS_ENABLED": "0"},
+        check=True,
     )
     assert result.stdout.strip() == SOURCE_IDENTITY
 
@@ -264,7 +304,8 @@ def test_fork_while_parent_refreshes(sts: StsServer, run_python: RunPython, defe
     # a parent thread holds botocore's refresh lock inside it. Without our fork handler
     # the child would block on that copied lock forever.
     sts.fault("AssumeRole", "delay", delay_seconds=3.0, count=1)
-    result = run_python(textwrap.dedent("""
+    result = run_python(
+        textwrap.dedent("""
         import os, sys, threading, time, brs_autopatch, boto3
         from brs_autopatch import patch, providers
         session = boto3.Session()
@@ -299,7 +340,10 @@ def test_fork_while_parent_refreshes(sts: StsServer, run_python: RunPython, defe
             os.kill(pid, 9)
             sys.exit("child hung")
         sys.exit(os.waitstatus_to_exitcode(status))
-    """), env={**ENV, "BRS_DEFER_REFRESH": defer}, timeout=90)
+    """),
+        env={**ENV, "BRS_DEFER_REFRESH": defer},
+        timeout=90,
+    )
     assert result.returncode == 0, result.stderr
     arn, alive = result.stdout.split()
     assert arn.startswith(ROLE_IDENTITY)

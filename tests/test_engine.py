@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import botocore.session
 import pytest
@@ -44,7 +45,9 @@ def test_two_simulated_hours(sts: StsServer, aws_env: dict[str, str], duration: 
 
 
 @pytest.mark.parametrize("window", ["advisory", "mandatory"])
-def test_32_threads_inside_a_window_make_one_call(sts: StsServer, aws_env: dict[str, str], window: str) -> None:
+def test_32_threads_inside_a_window_make_one_call(
+    sts: StsServer, aws_env: dict[str, str], window: str
+) -> None:
     clock = SimClock()
     creds = simulated(settings(900), clock)
     creds.get_frozen_credentials()
@@ -100,7 +103,7 @@ def test_access_denied_is_not_retried_like_a_transient(sts: StsServer, aws_env: 
     clock = SimClock()
     creds = simulated(settings(3600), clock)
     creds.get_frozen_credentials()
-    advisory, mandatory = creds.windows
+    advisory, _ = creds.windows
     clock.advance(seconds_left(creds, clock) - advisory + 1)
     sts.reset()
     sts.fault("AssumeRole", "access_denied")
@@ -111,9 +114,14 @@ def test_access_denied_is_not_retried_like_a_transient(sts: StsServer, aws_env: 
     assert creds.stats.failures <= 2
 
 
-@pytest.mark.parametrize("mode, cause", [("access_denied", "access denied: AccessDenied"),
-                                         ("503", "STS error (HTTP 503)"),
-                                         ("throttle", "throttled: Throttling")])
+@pytest.mark.parametrize(
+    "mode, cause",
+    [
+        ("access_denied", "access denied: AccessDenied"),
+        ("503", "STS error (HTTP 503)"),
+        ("throttle", "throttled: Throttling"),
+    ],
+)
 def test_failure_past_expiry_raises_naming_role(
     sts: StsServer, aws_env: dict[str, str], mode: str, cause: str
 ) -> None:
@@ -149,9 +157,16 @@ def test_background_refresh_means_no_request_waits(
     for cycle in range(2):
         clock.advance(seconds_left(creds, clock) - advisory - 30)  # inside the lead time
         deadline = time.monotonic() + 15
+        moved = False
         while creds.stats.background_fetches == cycle and time.monotonic() < deadline:
+            if not moved and creds._refresh_lock.locked():
+                # The refresher is waiting on STS: let simulated time reach the advisory
+                # window, where botocore would make a request thread refresh.
+                clock.advance(40)
+                moved = True
             creds.get_frozen_credentials()
             time.sleep(0.001)
+        assert moved
         assert creds.stats.background_fetches == cycle + 1
     assert creds.stats.request_path_fetches == 1
     creds.stop()
@@ -168,18 +183,19 @@ def test_hot_path_does_not_read_the_clock_datetime(sts: StsServer, aws_env: dict
         calls += 1
         return real()
 
-    creds._time_fetcher = counting
+    creds._time_fetcher = counting  # type: ignore[attr-defined]  # botocore's clock hook
     for _ in range(1000):
         creds.get_frozen_credentials()
     assert calls == 0  # botocore's path would build a datetime on each of the 1000
 
 
-def test_one_sts_client_per_credentials_object(sts: StsServer, aws_env: dict[str, str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_sts_client_per_credentials_object(
+    sts: StsServer, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     made: list[str] = []
     real = botocore.session.Session.create_client
 
-    def counting(self: botocore.session.Session, service_name: str, *a: object, **k: object) -> object:
+    def counting(self: botocore.session.Session, service_name: str, *a: Any, **k: Any) -> Any:
         made.append(service_name)
         return real(self, service_name, *a, **k)
 

@@ -19,7 +19,9 @@ def test_is_a_boto3_session(aws_env: dict[str, str], role_arn: str) -> None:
     assert session.region_name == "eu-west-1"
 
 
-def test_deferred_makes_no_call_until_first_use(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_deferred_makes_no_call_until_first_use(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     session = RefreshableSession({"RoleArn": role_arn, "RoleSessionName": "lazy"})
     client = session.client("sts")
     assert sts.count("sts:AssumeRole") == 0
@@ -59,7 +61,9 @@ def test_assume_role_is_signed_by_source_and_sts_client_is_the_role(
     assert whoami["access_key_id"] != FAKE_SOURCE_ACCESS_KEY_ID
 
 
-def test_explicit_source_keys_sign_assume_role(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_explicit_source_keys_sign_assume_role(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     session = RefreshableSession(
         {"RoleArn": role_arn}, aws_access_key_id="AKIDEXPLICITSOURCE01", aws_secret_access_key="s"
     )
@@ -67,30 +71,40 @@ def test_explicit_source_keys_sign_assume_role(sts: StsServer, aws_env: dict[str
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == "AKIDEXPLICITSOURCE01"
 
 
-def test_all_assume_role_parameters_pass_through(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
-    session = RefreshableSession({
-        "RoleArn": role_arn, "RoleSessionName": "params", "DurationSeconds": 1800,
-        "ExternalId": "ext-1", "Tags": [{"Key": "team", "Value": "a"}], "SourceIdentity": "alice",
-    })
+def test_all_assume_role_parameters_pass_through(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
+    session = RefreshableSession(
+        {
+            "RoleArn": role_arn,
+            "RoleSessionName": "params",
+            "DurationSeconds": 1800,
+            "ExternalId": "ext-1",
+            "Tags": [{"Key": "team", "Value": "a"}],
+            "SourceIdentity": "alice",
+        }
+    )
     session.client("sts").get_caller_identity()
     params = sts.calls("sts:AssumeRole")[0]["params"]
     assert params["DurationSeconds"] == "1800" and params["ExternalId"] == "ext-1"
     assert params["SourceIdentity"] == "alice" and params["Tags.member.1.Key"] == "team"
 
 
-def test_sts_client_kwargs_reach_the_sts_client(sts: StsServer, aws_env: dict[str, str], role_arn: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sts_client_kwargs_reach_the_sts_client(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     session = RefreshableSession(
         {"RoleArn": role_arn}, sts_client_kwargs={"endpoint_url": sts.url, "region_name": "eu-west-2"}
     )
-    creds = session.get_credentials().get_frozen_credentials()
+    creds = session.refreshable_credentials.get_frozen_credentials()
     assert creds.access_key != FAKE_SOURCE_ACCESS_KEY_ID
     assert sts.calls("sts:AssumeRole")[0]["region"] == "eu-west-2"
 
 
-def test_s3_client_and_resource_use_role_credentials(sts: StsServer, aws_env: dict[str, str],
-                                                     role_arn: str) -> None:
+def test_s3_client_and_resource_use_role_credentials(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     session = RefreshableSession({"RoleArn": role_arn})
     client = session.client("s3")
     client.create_bucket(Bucket="brs-test-bucket")
@@ -102,15 +116,19 @@ def test_s3_client_and_resource_use_role_credentials(sts: StsServer, aws_env: di
     assert sts.count("sts:AssumeRole") == 1
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"RoleArn": "arn:aws:iam::123456789012:role/x", "Bogus": 1}, "unknown key 'Bogus'"),
-    ({"RoleArn": "arn:aws:iam::123456789012:role/x", "Tags": "nope"}, "key Tags"),
-    ({"RoleArn": "arn:aws:iam::123456789012:role/x", "DurationSeconds": "900"}, "DurationSeconds"),
-    ({"RoleSessionName": "x"}, "missing required key 'RoleArn'"),
-    ({"RoleArn": "arn:aws:iam::123456789012:role/x", "TokenCode": "123456"}, "mfa_token_provider"),
-])
-def test_bad_assume_role_kwargs_are_clear(aws_env: dict[str, str], kwargs: dict[str, object],
-                                          fragment: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"RoleArn": "arn:aws:iam::123456789012:role/x", "Bogus": 1}, "unknown key 'Bogus'"),
+        ({"RoleArn": "arn:aws:iam::123456789012:role/x", "Tags": "nope"}, "key Tags"),
+        ({"RoleArn": "arn:aws:iam::123456789012:role/x", "DurationSeconds": "900"}, "DurationSeconds"),
+        ({"RoleSessionName": "x"}, "missing required key 'RoleArn'"),
+        ({"RoleArn": "arn:aws:iam::123456789012:role/x", "TokenCode": "123456"}, "mfa_token_provider"),
+    ],
+)
+def test_bad_assume_role_kwargs_are_clear(
+    aws_env: dict[str, str], kwargs: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         RefreshableSession(kwargs)
     assert fragment in str(caught.value) and "\n" not in str(caught.value)
@@ -129,8 +147,8 @@ def test_bad_sts_client_kwargs(aws_env: dict[str, str], role_arn: str) -> None:
 
 def test_repr_shows_role_never_secrets(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
     session = RefreshableSession({"RoleArn": role_arn, "RoleSessionName": "rep", "ExternalId": "ext-secret"})
-    frozen = session.get_credentials().get_frozen_credentials()
+    frozen = session.refreshable_credentials.get_frozen_credentials()
     text = repr(session) + repr(session.refreshable_credentials)
     assert role_arn in text and "rep" in text
-    for secret in (frozen.secret_key, frozen.token, "ext-secret", aws_env["AWS_SECRET_ACCESS_KEY"]):
+    for secret in (str(frozen.secret_key), str(frozen.token), "ext-secret", aws_env["AWS_SECRET_ACCESS_KEY"]):
         assert secret not in text
