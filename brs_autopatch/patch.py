@@ -112,7 +112,9 @@ def _patch_boto3(boto3: Any, state: PatchState) -> None:
     botocore = sys.modules.get("botocore")
     if getattr(botocore, MARKER, None) is not state:
         return
-    old = boto3.DEFAULT_SESSION
+    # getattr: under brs-run this runs while boto3 itself is still being imported
+    # (botocore is imported from boto3's first lines), before DEFAULT_SESSION exists.
+    old = getattr(boto3, "DEFAULT_SESSION", None)
     if old is None:
         return
     from .sources import botocore_session_of, loaded_credentials

@@ -348,3 +348,17 @@ def test_fork_while_parent_refreshes(sts: StsServer, run_python: RunPython, defe
     arn, alive = result.stdout.split()
     assert arn.startswith(ROLE_IDENTITY)
     assert alive == ("True" if defer == "false" else "False")
+
+
+def test_deferred_install_under_the_launcher_marker(sts: StsServer, run_python: RunPython) -> None:
+    # brs-run's children defer even settings parsing to the moment botocore is
+    # imported, which happens while boto3 itself is only half imported.
+    result = run_python(
+        "import brs_autopatch, sys\n"
+        "assert 'brs_autopatch.settings' not in sys.modules and 'logging' not in sys.modules\n"
+        "import boto3\n"
+        "print(boto3.client('sts').get_caller_identity()['Arn'])",
+        env={**ENV, "BRS_BOOTSTRAP": "1"},
+        check=True,
+    )
+    assert result.stdout.strip().startswith(ROLE_IDENTITY)
