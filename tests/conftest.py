@@ -3,8 +3,8 @@
 Fixtures
 --------
 sts_server   session: the ``StsServer`` (one per pytest session / xdist worker)
-sts          function: same server, after clearing counts, calls, faults and
-             moto state
+sts          function: same server, after clearing counts, calls, faults,
+             settings (duration override) and moto state
 aws_env      function: isolated AWS env vars (monkeypatched), returns the dict
 role_arn     function: ``arn:aws:iam::123456789012:role/brs-test-role``
 run_python   function: run code/a script in a fresh interpreter with an
@@ -13,13 +13,13 @@ run_python   function: run code/a script in a fresh interpreter with an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
@@ -33,6 +33,7 @@ from stsclient import (  # noqa: E402
     DEFAULT_ACCOUNT_ID,
     FAKE_SOURCE_ACCESS_KEY_ID,
     FAKE_SOURCE_SECRET_ACCESS_KEY,
+    RunPython,
     StsServer,
     child_base_env,
     isolated_aws_env,
@@ -42,10 +43,12 @@ from stsclient import (  # noqa: E402
 
 REPO_ROOT = _TESTS_DIR.parent
 
+# Re-exported for tests that import them from here (stsclient is their home).
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "FAKE_SOURCE_ACCESS_KEY_ID",
     "FAKE_SOURCE_SECRET_ACCESS_KEY",
+    "REPO_ROOT",
     "RunPython",
 ]
 
@@ -72,15 +75,13 @@ def sts_server() -> Iterator[StsServer]:
 
 @pytest.fixture
 def sts(sts_server: StsServer) -> StsServer:
-    """The session server with counts, calls, faults and moto state cleared."""
+    """The session server with counts, calls, faults, settings and moto state cleared."""
     sts_server.reset(moto=True)
     return sts_server
 
 
 @pytest.fixture
-def aws_env(
-    sts_server: StsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> dict[str, str]:
+def aws_env(sts_server: StsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     """Point the AWS SDK at the fake server with fake source credentials.
 
     Removes every ``AWS_*`` and ``BRS_*`` variable (AWS_PROFILE,
@@ -106,22 +107,6 @@ def role_arn() -> str:
     non-existent role AssumedRoleId is a fresh random ``AROA...`` id.
     """
     return make_role_arn("brs-test-role")
-
-
-class RunPython(Protocol):
-    """Signature of the ``run_python`` fixture's callable."""
-
-    def __call__(
-        self,
-        code: str | None = None,
-        *,
-        script: str | os.PathLike[str] | None = None,
-        args: Sequence[str] = (),
-        env: Mapping[str, str | None] | None = None,
-        timeout: float = 60.0,
-        cwd: str | os.PathLike[str] | None = None,
-        check: bool = False,
-    ) -> subprocess.CompletedProcess[str]: ...
 
 
 @pytest.fixture
@@ -203,7 +188,5 @@ def run_python(aws_env: dict[str, str], tmp_path: Path) -> RunPython:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

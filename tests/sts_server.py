@@ -29,19 +29,26 @@ GET      /_brs/counts           ``{"sts:AssumeRole": 2, ...}``
 GET      /_brs/calls            recorded requests, oldest first;
                                 ``?action=AssumeRole`` or ``sts:AssumeRole``
                                 filters
-POST     /_brs/reset            clears counts, calls and faults; body
+POST     /_brs/reset            clears counts, calls, faults, settings; body
                                 ``{"moto": true}`` also resets moto's state
 GET      /_brs/faults           active fault rules
 POST     /_brs/faults           add a rule (or a list of rules), see
                                 ``FaultRule.from_json``; ``"mode": "none"``
                                 removes the rules for that action
 DELETE   /_brs/faults           removes all fault rules
+GET      /_brs/settings         ``{"duration_override": null}``
+POST     /_brs/settings         ``{"duration_override": 5}``: moto issues
+                                AssumeRole* credentials valid for 5 s
+                                whatever DurationSeconds the client sent
+                                (botocore rejects < 900 client-side);
+                                ``null`` restores; reset clears it
 =======  =====================  ==============================================
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -56,18 +63,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Final
-from urllib.parse import parse_qsl
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
-
-from werkzeug.serving import BaseWSGIServer, make_server
-from werkzeug.test import EnvironBuilder, run_wsgi_app
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlencode
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+if TYPE_CHECKING:
+    # wsgiref.types only exists from Python 3.11; typeshed has these for all.
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -93,9 +102,7 @@ FAULT_MODES: Final = frozenset(
 
 # Query-protocol actions botocore sends without a signature; moto itself uses
 # the same table to route them to STS.
-_UNSIGNED_STS_ACTIONS: Final = frozenset(
-    {"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"}
-)
+_UNSIGNED_STS_ACTIONS: Final = frozenset({"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"})
 _CREDENTIAL_RE: Final = re.compile(
     r"Credential=(?P<akid>[^/\s,]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
     r"(?P<service>[^/]+)/aws4_request"
@@ -103,6 +110,13 @@ _CREDENTIAL_RE: Final = re.compile(
 _ATTEMPT_RE: Final = re.compile(r"attempt=(\d+)")
 _MAX_FORM_BODY: Final = 10 * 1024 * 1024
 _STS_XMLNS: Final = "https://sts.amazonaws.com/doc/2011-06-15/"
+# Actions whose DurationSeconds the duration override rewrites.
+_ASSUME_ACTIONS: Final = frozenset(
+    {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"}
+)
+# botocore refuses DurationSeconds < 900 client-side; the override exists so
+# tests can still get credentials that expire within seconds.
+_MAX_DURATION: Final = 129600
 
 
 # --------------------------------------------------------------------------
@@ -249,7 +263,13 @@ class FaultRule:
         if not isinstance(data, Mapping):
             raise ValueError("fault rule must be a JSON object")
         unknown = set(data) - {
-            "action", "mode", "delay_seconds", "count", "http_status", "code", "message",
+            "action",
+            "mode",
+            "delay_seconds",
+            "count",
+            "http_status",
+            "code",
+            "message",
         }
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
@@ -260,7 +280,9 @@ class FaultRule:
         if mode not in FAULT_MODES:
             raise ValueError(f"mode must be one of {sorted(FAULT_MODES)}, got {mode!r}")
         count = data.get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
             raise ValueError("count must be a positive integer or null")
         delay = data.get("delay_seconds", 0.0) or 0.0
         if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= 600:
@@ -305,6 +327,7 @@ class HarnessState:
     calls: list[dict[str, Any]] = field(default_factory=list)
     faults: list[FaultRule] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    duration_override: int | None = None  # seconds; see ``set_duration_override``
     _seq: int = 0
 
     def register(self, info: RequestInfo) -> tuple[dict[str, Any], FaultRule | None]:
@@ -341,6 +364,11 @@ class HarnessState:
                 "faulted": fault is not None,
                 "fault_mode": fault.mode if fault else None,
                 "status": None,  # filled in when the response starts
+                # DurationSeconds actually given to moto when overridden;
+                # params keep what the client sent.
+                "duration_override": (
+                    self.duration_override if info.action in _ASSUME_ACTIONS else None
+                ),
             }
             self.counts[info.key] += 1
             self.calls.append(record)
@@ -368,11 +396,30 @@ class HarnessState:
             self.faults.clear()
 
     def reset(self) -> None:
-        """Forget counts, calls and faults."""
+        """Forget counts, calls, faults and the duration override."""
         with self.lock:
             self.counts.clear()
             self.calls.clear()
             self.faults.clear()
+            self.duration_override = None
+
+    def set_duration_override(self, seconds: int | None) -> None:
+        """Make moto issue credentials lasting ``seconds`` (None: as requested)."""
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int)
+            or not 1 <= seconds <= _MAX_DURATION
+        ):
+            raise ValueError(
+                f"duration_override must be null or an integer in [1, {_MAX_DURATION}]"
+            )
+        with self.lock:
+            self.duration_override = seconds
+
+    def settings(self) -> dict[str, Any]:
+        """JSON view of the adjustable server settings."""
+        with self.lock:
+            return {"duration_override": self.duration_override}
 
     def snapshot_counts(self) -> dict[str, int]:
         """Copy of the counters."""
@@ -423,14 +470,14 @@ class StsHarnessMiddleware:
 
         info = parse_request(environ)
         record, fault = self.state.register(info)
+        if record["duration_override"] is not None:
+            _override_duration(environ, record["duration_override"])
 
         def recording_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            try:
+            with contextlib.suppress(ValueError):
                 self.state.set_status(record, int(status.split(None, 1)[0]))
-            except ValueError:
-                pass
             return start_response(status, headers, exc_info)
 
         if fault is not None:
@@ -457,10 +504,8 @@ class StsHarnessMiddleware:
         sock = environ.get("werkzeug.socket")
         if not isinstance(sock, socket.socket):
             return
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         raise ConnectionAbortedError("brs fault injection: connection dropped")
 
     @staticmethod
@@ -539,11 +584,23 @@ class StsHarnessMiddleware:
                 for rule in parsed:
                     self.state.add_fault(rule)
                 result = {"ok": True, "faults": self.state.snapshot_faults()}
+            elif (method, name) == ("GET", "settings"):
+                result = self.state.settings()
+            elif (method, name) == ("POST", "settings"):
+                if not isinstance(payload, Mapping) or set(payload) - {"duration_override"}:
+                    raise ValueError('settings body must be {"duration_override": int | null}')
+                if "duration_override" in payload:
+                    self.state.set_duration_override(payload["duration_override"])
+                result = self.state.settings()
             elif (method, name) == ("DELETE", "faults"):
                 self.state.clear_faults()
                 result = {"ok": True}
             else:
-                return _json_response(start_response, 404, {"error": f"no such control endpoint: {method} /_brs/{name}"})
+                return _json_response(
+                    start_response,
+                    404,
+                    {"error": f"no such control endpoint: {method} /_brs/{name}"},
+                )
         except ValueError as exc:  # includes json.JSONDecodeError
             return _json_response(start_response, 400, {"error": str(exc)})
         return _json_response(start_response, 200, result)
@@ -583,12 +640,13 @@ class StsHarnessMiddleware:
             path="/",
             data=body,
             content_type="application/x-www-form-urlencoded; charset=utf-8",
-            headers={
-                "Authorization": (
+            headers=[
+                (
+                    "Authorization",
                     "AWS4-HMAC-SHA256 Credential=AKIDWARMUP0000000000/20240101/us-east-1/"
-                    "sts/aws4_request, SignedHeaders=host, Signature=0"
+                    "sts/aws4_request, SignedHeaders=host, Signature=0",
                 )
-            },
+            ],
         ).get_environ()
         app_iter, _status, _headers = run_wsgi_app(self.app, environ)
         for _chunk in app_iter:
@@ -598,7 +656,32 @@ class StsHarnessMiddleware:
             close()
 
 
-_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS: Final = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _override_duration(environ: WSGIEnvironment, seconds: int) -> None:
+    """Rewrite DurationSeconds in an already buffered form body (see above).
+
+    moto does not verify SigV4 signatures, so changing the signed body is fine.
+    """
+    stream = environ["wsgi.input"]
+    if not isinstance(stream, io.BytesIO):
+        return  # body was not buffered (not form-encoded): nothing to rewrite
+    fields = [
+        (k, v)
+        for k, v in parse_qsl(stream.getvalue().decode("utf-8"), keep_blank_values=True)
+        if k != "DurationSeconds"
+    ]
+    fields.append(("DurationSeconds", str(seconds)))
+    body = urlencode(fields).encode("utf-8")
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
 
 
 def _xml_escape(text: str) -> str:
@@ -642,7 +725,9 @@ class HarnessServer:
         warm_up: bool = True,
     ) -> None:
         self.state = HarnessState()
-        self.middleware = StsHarnessMiddleware(DomainDispatcherApplication(create_backend_app), self.state)
+        self.middleware = StsHarnessMiddleware(
+            DomainDispatcherApplication(create_backend_app), self.state
+        )
         if warm_up:
             self.middleware.warm_up()
         handler = _VerboseRequestHandler if verbose else _QuietRequestHandler
@@ -674,7 +759,9 @@ class HarnessServer:
 
     def start_background(self) -> HarnessServer:
         """Serve from a daemon thread (in-process use); returns self."""
-        self._thread = threading.Thread(target=self.serve_forever, name="brs-sts-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="brs-sts-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -750,10 +837,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         harness.shutdown()
         if args.ready_file:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(args.ready_file)
-            except FileNotFoundError:
-                pass
     return 0
 
 

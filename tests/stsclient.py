@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote, urlsplit
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "FAKE_SOURCE_ACCESS_KEY_ID",
     "FAKE_SOURCE_SECRET_ACCESS_KEY",
     "SERVER_SCRIPT",
+    "RunPython",
     "StsServer",
     "StsServerError",
     "isolated_aws_env",
@@ -54,7 +55,17 @@ DEFAULT_REGION: Final = "us-east-1"
 # Environment prefixes the server process and isolated envs never inherit.
 _SCRUBBED_PREFIXES: Final = ("AWS_", "BRS_", "MOTO_")
 # What a child process still needs from the parent's environment.
-_PASSTHROUGH_VARS: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT", "TMPDIR", "TEMP", "TMP")
+_PASSTHROUGH_VARS: Final = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "SYSTEMROOT",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+)
 _LOOPBACK_NO_PROXY: Final = "127.0.0.1,localhost"
 
 # Control calls bypass any HTTP(S)_PROXY from the developer's environment:
@@ -98,6 +109,22 @@ def isolated_aws_env(
         "NO_PROXY": _LOOPBACK_NO_PROXY,
         "no_proxy": _LOOPBACK_NO_PROXY,
     }
+
+
+class RunPython(Protocol):
+    """Signature of the ``run_python`` pytest fixture's callable (see conftest)."""
+
+    def __call__(
+        self,
+        code: str | None = None,
+        *,
+        script: str | os.PathLike[str] | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str | None] | None = None,
+        timeout: float = 60.0,
+        cwd: str | os.PathLike[str] | None = None,
+        check: bool = False,
+    ) -> subprocess.CompletedProcess[str]: ...
 
 
 def child_base_env() -> dict[str, str]:
@@ -148,7 +175,9 @@ class StsServer:
             detail = exc.read().decode("utf-8", "replace")
             raise StsServerError(f"{method} /_brs/{path} -> {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise StsServerError(f"{method} /_brs/{path} failed: {exc}{self._stderr_hint()}") from exc
+            raise StsServerError(
+                f"{method} /_brs/{path} failed: {exc}{self._stderr_hint()}"
+            ) from exc
 
     def health(self, timeout: float = 10.0) -> dict[str, Any]:
         """``{"ok": True, "pid": N}``."""
@@ -176,14 +205,14 @@ class StsServer:
         (from the SigV4 credential scope; None if unsigned), region,
         session_token, attempt (botocore's retry attempt, 1-based),
         invocation_id, faulted, fault_mode, status (HTTP status sent; None
-        for a dropped connection).
+        for a dropped connection), duration_override.
         """
         path = "calls" if action is None else f"calls?action={quote(action)}"
         result: list[dict[str, Any]] = self._request("GET", path)
         return result
 
     def reset(self, *, moto: bool = False) -> None:
-        """Clear counts, calls and faults; with ``moto=True`` also moto's state."""
+        """Clear counts, calls, faults and settings; ``moto=True``: moto's state too."""
         self._request("POST", "reset", {"moto": moto})
 
     def fault(
@@ -205,7 +234,12 @@ class StsServer:
         (remove the rules for ``action``). ``delay_seconds`` > 0 delays any
         mode. Rules are applied first-added-first. Returns the active rules.
         """
-        rule: dict[str, Any] = {"action": action, "mode": mode, "count": count, "delay_seconds": delay_seconds}
+        rule: dict[str, Any] = {
+            "action": action,
+            "mode": mode,
+            "count": count,
+            "delay_seconds": delay_seconds,
+        }
         if http_status is not None:
             rule["http_status"] = http_status
         if code is not None:
@@ -224,6 +258,16 @@ class StsServer:
     def clear_faults(self) -> None:
         """Remove every fault rule."""
         self._request("DELETE", "faults")
+
+    def set_duration_override(self, seconds: int | None) -> None:
+        """Make AssumeRole* credentials last ``seconds`` whatever the client asked.
+
+        botocore refuses DurationSeconds < 900, so this is how tests get
+        credentials that expire within seconds. Recorded ``params`` keep the
+        client's value; records carry ``duration_override``. ``reset()`` and
+        ``None`` restore normal behaviour.
+        """
+        self._request("POST", "settings", {"duration_override": seconds})
 
     # -- process lifetime -------------------------------------------------------
 
@@ -315,10 +359,13 @@ def start_server(
     cmd = [
         sys.executable,
         str(SERVER_SCRIPT),
-        "--port", "0",
-        "--ready-file", str(ready_file),
+        "--port",
+        "0",
+        "--ready-file",
+        str(ready_file),
         # The server exits by itself if we die without cleaning up (SIGKILL).
-        "--parent-pid", str(os.getpid()),
+        "--parent-pid",
+        str(os.getpid()),
         *(["--verbose"] if verbose else []),
         *extra_args,
     ]
@@ -357,14 +404,14 @@ def start_server(
                 if proc.poll() is not None
                 else f"was not ready after {timeout:.0f}s"
             )
-            raise StsServerError(
-                f"sts_server.py {reason}: {' '.join(cmd)}" + _stderr_hint(workdir)
-            )
+            raise StsServerError(f"sts_server.py {reason}: {' '.join(cmd)}" + _stderr_hint(workdir))
         server = StsServer(url, proc, workdir)
         # The ready file is written after listen(), so this normally succeeds
         # at once; it also proves the middleware answers.
         if not _port_open(server.host, server.port):
-            raise StsServerError(f"sts_server.py wrote {url} but does not accept connections" + server._stderr_hint())
+            raise StsServerError(
+                f"sts_server.py wrote {url} but does not accept connections" + server._stderr_hint()
+            )
         server.health(timeout=max(1.0, deadline - time.monotonic()))
         return server
     except BaseException:

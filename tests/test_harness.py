@@ -19,13 +19,12 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
-
-from conftest import RunPython
 from stsclient import (
     DEFAULT_ACCOUNT_ID,
     FAKE_SOURCE_ACCESS_KEY_ID,
     FAKE_SOURCE_SECRET_ACCESS_KEY,
     SERVER_SCRIPT,
+    RunPython,
     StsServer,
     StsServerError,
     make_role_arn,
@@ -51,7 +50,8 @@ def make_client(
             "aws_session_token": creds["SessionToken"],
         }
     cfg = Config(retries={"mode": "standard", "total_max_attempts": attempts}, **config)
-    return session.client(service, config=cfg, **kwargs)
+    factory: Any = session.client  # typed per service literal; ours is a plain str
+    return factory(service, config=cfg, **kwargs)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -86,20 +86,29 @@ def test_server_is_separate_process_on_loopback(sts: StsServer) -> None:
     assert sts.is_running()
 
 
-def test_assume_role_expiration_and_arn(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_assume_role_expiration_and_arn(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     assert aws_env["AWS_ENDPOINT_URL"] == sts.url
     before = dt.datetime.now(dt.timezone.utc)
-    resp = make_client().assume_role(RoleArn=role_arn, RoleSessionName="sess-1", DurationSeconds=900)
+    resp = make_client().assume_role(
+        RoleArn=role_arn, RoleSessionName="sess-1", DurationSeconds=900
+    )
     creds = resp["Credentials"]
     assert creds["AccessKeyId"].startswith("ASIA")
     assert creds["SecretAccessKey"] and creds["SessionToken"]
     expiration = creds["Expiration"]
     assert expiration.tzinfo is not None  # botocore parses moto's ISO-8601 "Z" timestamp
     assert abs((expiration - (before + dt.timedelta(seconds=900))).total_seconds()) < 30
-    assert resp["AssumedRoleUser"]["Arn"] == f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/sess-1"
+    assert (
+        resp["AssumedRoleUser"]["Arn"]
+        == f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/sess-1"
+    )
 
 
-def test_caller_identity_reflects_signing_credentials(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_caller_identity_reflects_signing_credentials(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     source = make_client()
     creds = source.assume_role(RoleArn=role_arn, RoleSessionName="who")["Credentials"]
 
@@ -114,8 +123,12 @@ def test_caller_identity_reflects_signing_credentials(sts: StsServer, aws_env: d
     assert sts.calls("GetCallerIdentity")[0]["session_token"] == creds["SessionToken"]
 
 
-def test_cross_account_role_yields_credentials_in_that_account(sts: StsServer, aws_env: dict[str, str]) -> None:
-    creds = make_client().assume_role(RoleArn=make_role_arn("x", "210987654321"), RoleSessionName="xa")["Credentials"]
+def test_cross_account_role_yields_credentials_in_that_account(
+    sts: StsServer, aws_env: dict[str, str]
+) -> None:
+    creds = make_client().assume_role(
+        RoleArn=make_role_arn("x", "210987654321"), RoleSessionName="xa"
+    )["Credentials"]
     ident = make_client(creds=creds).get_caller_identity()
     assert ident["Arn"] == "arn:aws:sts::210987654321:assumed-role/x/xa"
 
@@ -134,7 +147,9 @@ def test_counts_and_reset(sts: StsServer, aws_env: dict[str, str], role_arn: str
     assert sts.counts() == {} and sts.calls() == []
 
 
-def test_recorded_calls_params_and_role_chain_order(sts: StsServer, aws_env: dict[str, str]) -> None:
+def test_recorded_calls_params_and_role_chain_order(
+    sts: StsServer, aws_env: dict[str, str]
+) -> None:
     role_a, role_b = make_role_arn("role-a"), make_role_arn("role-b")
     creds_a = make_client().assume_role(
         RoleArn=role_a,
@@ -166,7 +181,9 @@ def test_recorded_calls_params_and_role_chain_order(sts: StsServer, aws_env: dic
     assert first["seq"] < second["seq"]
 
 
-def test_web_identity_is_unsigned_and_recorded(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_web_identity_is_unsigned_and_recorded(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     resp = make_client().assume_role_with_web_identity(
         RoleArn=role_arn, RoleSessionName="web", WebIdentityToken="header.payload.sig"
     )
@@ -179,7 +196,10 @@ def test_web_identity_is_unsigned_and_recorded(sts: StsServer, aws_env: dict[str
 
 def test_other_services_are_counted_and_moto_reset(sts: StsServer, aws_env: dict[str, str]) -> None:
     iam = make_client("iam")
-    iam.create_role(RoleName="made", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    iam.create_role(
+        RoleName="made",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )
     assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == ["made"]
     make_client("s3").create_bucket(Bucket="brs-harness-bucket")
     counts = sts.counts()
@@ -226,13 +246,20 @@ def test_fault_503_once_is_retried(sts: StsServer, aws_env: dict[str, str], role
     resp = make_client(attempts=3).assume_role(RoleArn=role_arn, RoleSessionName="retry")
     assert resp["ResponseMetadata"]["RetryAttempts"] == 1
     first, second = sts.calls("AssumeRole")
-    assert (first["faulted"], first["fault_mode"], first["status"], first["attempt"]) == (True, "503", 503, 1)
+    assert (first["faulted"], first["fault_mode"], first["status"], first["attempt"]) == (
+        True,
+        "503",
+        503,
+        1,
+    )
     assert (second["faulted"], second["status"], second["attempt"]) == (False, 200, 2)
     assert first["invocation_id"] == second["invocation_id"]  # same logical call
     assert sts.faults() == []  # count exhausted
 
 
-def test_fault_503_persistent_exhausts_retries(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_fault_503_persistent_exhausts_retries(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     sts.fault("AssumeRole", "503")  # count=None: until cleared
     with pytest.raises(ClientError) as excinfo:
         make_client(attempts=2).assume_role(RoleArn=role_arn, RoleSessionName="retry")
@@ -255,7 +282,9 @@ def test_fault_throttle(sts: StsServer, aws_env: dict[str, str], role_arn: str) 
     assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
-def test_fault_access_denied_is_not_retried(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_fault_access_denied_is_not_retried(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     sts.fault("AssumeRole", "access_denied")
     with pytest.raises(ClientError) as excinfo:
         make_client(attempts=3).assume_role(RoleArn=role_arn, RoleSessionName="deny")
@@ -275,13 +304,17 @@ def test_fault_delay(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> 
     assert (call["faulted"], call["fault_mode"], call["status"]) == (True, "delay", 200)
 
 
-def test_fault_delay_trips_read_timeout(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_fault_delay_trips_read_timeout(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     sts.fault("AssumeRole", "delay", delay_seconds=1.5, count=1)
     with pytest.raises(ReadTimeoutError):
         make_client(read_timeout=0.5).assume_role(RoleArn=role_arn, RoleSessionName="slow")
 
 
-def test_fault_drop_closes_connection(sts: StsServer, aws_env: dict[str, str], role_arn: str) -> None:
+def test_fault_drop_closes_connection(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
     sts.fault("AssumeRole", "drop", count=1)
     with pytest.raises(ConnectionClosedError):
         make_client().assume_role(RoleArn=role_arn, RoleSessionName="drop")
@@ -291,8 +324,14 @@ def test_fault_drop_closes_connection(sts: StsServer, aws_env: dict[str, str], r
 
 
 def test_fault_custom_error(sts: StsServer, aws_env: dict[str, str]) -> None:
-    sts.fault("sts:GetCallerIdentity", "error", http_status=400, code="ExpiredToken",
-              message="The security token included in the request is expired", count=1)
+    sts.fault(
+        "sts:GetCallerIdentity",
+        "error",
+        http_status=400,
+        code="ExpiredToken",
+        message="The security token included in the request is expired",
+        count=1,
+    )
     with pytest.raises(ClientError) as excinfo:
         make_client().get_caller_identity()
     assert excinfo.value.response["Error"]["Code"] == "ExpiredToken"
@@ -307,6 +346,27 @@ def test_fault_matching_and_removal(sts: StsServer, aws_env: dict[str, str], rol
     sts.fault("AssumeRole", "none")  # removes the rules for that action
     assert sts.faults() == []
     client.assume_role(RoleArn=role_arn, RoleSessionName="ok")
+
+
+def test_duration_override_gives_short_lived_credentials(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str
+) -> None:
+    sts.set_duration_override(5)
+    before = dt.datetime.now(dt.timezone.utc)
+    creds = make_client().assume_role(
+        RoleArn=role_arn, RoleSessionName="short", DurationSeconds=900
+    )["Credentials"]
+    assert abs((creds["Expiration"] - before).total_seconds() - 5) < 3
+    (call,) = sts.calls("AssumeRole")
+    assert call["params"]["DurationSeconds"] == "900"  # what the client sent
+    assert call["duration_override"] == 5
+    with pytest.raises(StsServerError, match="duration_override"):
+        sts.set_duration_override(0)
+    sts.reset()  # clears the override
+    creds = make_client().assume_role(
+        RoleArn=role_arn, RoleSessionName="normal", DurationSeconds=900
+    )["Credentials"]
+    assert (creds["Expiration"] - before).total_seconds() > 800
 
 
 def test_invalid_fault_is_rejected(sts: StsServer) -> None:
@@ -344,7 +404,10 @@ def test_script_mode_stdout_ready_file_and_sigint(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, str(SERVER_SCRIPT), "--port", "0", "--ready-file", str(ready)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert wait_until(ready.exists, timeout=30), "server did not become ready"
@@ -367,8 +430,17 @@ def test_server_exits_when_parent_dies(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     ready = tmp_path / "ready"
     server = subprocess.Popen(
-        [sys.executable, str(SERVER_SCRIPT), "--ready-file", str(ready), "--parent-pid", str(parent.pid)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(SERVER_SCRIPT),
+            "--ready-file",
+            str(ready),
+            "--parent-pid",
+            str(parent.pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
     try:
         assert wait_until(ready.exists, timeout=30)
@@ -399,8 +471,16 @@ def polluted_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_aws_env_isolates(polluted_env: None, aws_env: dict[str, str], sts_server: StsServer) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "BRS_ROLE_ARN"):
+def test_aws_env_isolates(
+    polluted_env: None, aws_env: dict[str, str], sts_server: StsServer
+) -> None:
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "BRS_ROLE_ARN",
+    ):
         assert name not in os.environ
     assert not [k for k in os.environ if k.startswith("BRS_")]
     for name, value in aws_env.items():
