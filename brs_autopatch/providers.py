@@ -20,7 +20,7 @@ from botocore.credentials import (
     create_credential_resolver,
 )
 
-from . import factory
+from . import factory, methods
 from .credentials import RoleCredentials
 from .errors import ConfigError
 
@@ -60,6 +60,12 @@ class RoleProvider(CredentialProvider):
             return None  # unpatched since this session was made: botocore's chain decides
         if self._session.instance_variables().get("profile"):
             return None  # an explicit profile_name: the caller chose its credentials
+        if methods.fetching():
+            # A session a credential method makes for itself (boto3.client() in a
+            # BRS_CUSTOM_METHOD callable): the shared credentials if they exist (their
+            # requests from this thread are signed with the source, see RoleCredentials),
+            # botocore's chain while they are being built by this very thread.
+            return _shared.get(state.settings.key())
         try:
             return shared_credentials(state)
         except ConfigError as error:
@@ -94,6 +100,16 @@ class RoleFirstResolver(CredentialResolver):
     @providers.setter
     def providers(self, value: list[Any]) -> None:
         self._chain = value
+
+    def load_credentials(self) -> Credentials | None:
+        # Ask our provider before building botocore's chain: building it reads the
+        # config files, which 200 patched sessions would otherwise do 200 times.
+        if self._chain is None:
+            credentials = self._role_provider.load()
+            if credentials is not None:
+                return credentials
+        loaded: Credentials | None = super().load_credentials()
+        return loaded
 
 
 def patch_session(session: botocore.session.Session, state: PatchState) -> None:
