@@ -16,10 +16,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._version import __version__
 from .errors import ConfigError, CredentialRefreshError
+
+if TYPE_CHECKING:
+    from .credentials import RoleCredentials
+    from .settings import Settings
 
 MIN_VERSION = (1, 34)
 PROG = "brs-run --check"
@@ -132,9 +136,11 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     # wants plain botocore sessions (its own source, its own STS client), so undo it
     # before botocore arrives. Programs are not affected.
     if "brs_autopatch.patch" in sys.modules:
-        sys.modules["brs_autopatch.patch"].unpatch()
+        from . import patch
 
-    from . import factory, sources
+        patch.unpatch()
+
+    from . import factory
 
     if settings.method == "sts":
         _check_source(report)
@@ -156,9 +162,9 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         raise CheckFailed(f"could not assume {credentials.label}: {_describe(error)}") from None
     elapsed = (time.monotonic() - started) * 1000
     report.line("assume role", f"ok in {elapsed:.0f} ms: {settings.role_arn or credentials.label}")
-    report.line("access key", _tail(frozen.access_key))
+    report.line("access key", _tail(frozen.access_key or ""))
 
-    identity = _caller_identity(factory, sources, settings, credentials)
+    identity = _caller_identity(settings, credentials)
     arn = str(identity.get("Arn", ""))
     report.line("caller identity", arn)
     report.line("account", str(identity.get("Account", "")))
@@ -171,10 +177,11 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     remaining = (expiry - datetime.now(timezone.utc)).total_seconds()
     report.line("expires", f"{_iso(expiry)} (in {_duration(remaining)})")
     advisory, mandatory = credentials.windows
+    due = datetime.fromtimestamp(expiry.timestamp() - advisory, timezone.utc)
     report.line(
         "refresh windows",
         f"advisory {advisory} s, mandatory {mandatory} s before expiry "
-        f"(next refresh from {_iso(datetime.fromtimestamp(expiry.timestamp() - advisory, timezone.utc))})",
+        f"(next refresh from {_iso(due)})",
     )
     report.line(
         "refresh mode",
@@ -196,7 +203,8 @@ def _check_libraries(report: Report) -> None:
                 problems.append("botocore is not installed")
             continue
         supported = parse_version(found)[:2] >= MIN_VERSION
-        report.line(name, f"{found} ({'supported' if supported else f'NOT supported: needs >= {wanted}'})")
+        verdict = "supported" if supported else f"NOT supported: needs >= {wanted}"
+        report.line(name, f"{found} ({verdict})")
         if not supported:
             problems.append(f"{name} {found} is too old: brs_autopatch needs >= {wanted}")
     if problems:
@@ -230,12 +238,16 @@ def _check_cache_dir(directory: str, report: Report) -> None:
     report.line("cache directory", f"{directory} (usable)")
 
 
-def _caller_identity(factory: Any, sources: Any, settings: Any, credentials: Any) -> dict[str, Any]:
+def _caller_identity(settings: Settings, credentials: RoleCredentials) -> dict[str, Any]:
     """GetCallerIdentity signed with the role credentials, through the configured STS endpoint."""
+    from . import factory, sources
+
     try:
         kwargs = factory._client_kwargs(settings, sources.plain_session)
-        client = sources.session_with(credentials).create_client("sts", **kwargs)
+        client: Any = sources.session_with(credentials).create_client("sts", **kwargs)
         answer: dict[str, Any] = client.get_caller_identity()
     except Exception as error:
-        raise CheckFailed(f"GetCallerIdentity with the role credentials failed: {_describe(error)}") from None
+        raise CheckFailed(
+            f"GetCallerIdentity with the role credentials failed: {_describe(error)}"
+        ) from None
     return answer

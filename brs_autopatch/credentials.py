@@ -73,7 +73,9 @@ class RoleCredentials(DeferredRefreshableCredentials):
         # One clock for every decision, ours and botocore's (injectable: the tests and
         # the bench simulate hours).
         self._clock = clock
-        super().__init__(refresh_using=self._fetch, method=METHOD, time_fetcher=self._utcnow)
+        # The thread running refresh_using (under botocore's lock), else None.
+        self._fetching_thread: int | None = None
+        super().__init__(refresh_using=self._guarded_fetch, method=METHOD, time_fetcher=self._utcnow)
         self.label = label
         self.stats = RefreshStats()
         self._factory = fetcher_factory
@@ -110,6 +112,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
 
     # -- the request path ------------------------------------------------------------
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        if self._fetching_thread is not None and self._fetching_thread == threading.get_ident():
+            return self._reentrant_credentials()
         if self._clock() < self._fresh_until:
             frozen: ReadOnlyCredentials = self._frozen_credentials  # type: ignore[attr-defined]
             return frozen
@@ -128,6 +132,31 @@ class RoleCredentials(DeferredRefreshableCredentials):
         return int(self._advisory_refresh_timeout), int(self._mandatory_refresh_timeout)
 
     # -- refresh_using: botocore calls this under self._refresh_lock -------------------
+    def _guarded_fetch(self) -> Mapping[str, Any]:
+        self._fetching_thread = threading.get_ident()
+        try:
+            return self._fetch()
+        finally:
+            self._fetching_thread = None
+
+    def _reentrant_credentials(self) -> ReadOnlyCredentials:
+        # The credential method running on this thread signs a request with the very
+        # credentials it is fetching (e.g. boto3.client() in a BRS_CUSTOM_METHOD callable:
+        # boto3's default session holds them). botocore's lock is held by this thread, so
+        # waiting would deadlock, and the current credentials would assume the role with
+        # itself: sign with the method's source credentials instead.
+        from . import methods
+
+        frozen = methods.source_credentials()
+        if frozen is None:
+            raise CredentialRefreshError(
+                self.label,
+                "the credential method signed a request with the credentials it is "
+                "fetching, and there are no source credentials to use instead",
+                transient=False,
+            )
+        return frozen
+
     def _fetch(self) -> Mapping[str, Any]:
         now = self._clock()
         background = threading.current_thread() is self._thread
@@ -290,6 +319,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         # the refresher thread did not survive the fork.
         self._refresh_lock = threading.Lock()
         self._fetcher = None
+        self._fetching_thread = None  # a parent thread's id; a child thread may reuse it
         if self._background:
             self._thread = None
             self._start_refresher()

@@ -81,7 +81,7 @@ def build(
         )
         hop_method = first_method if index == 0 else methods.assume_role_method
         credentials = RoleCredentials(
-            functools.partial(hop_method, context),
+            functools.partial(methods.make_fetcher, hop_method, context),
             label=role_arn or f"method {settings.method}",
             defer_refresh=settings.defer_refresh,
             advisory_refresh_seconds=settings.advisory_refresh_seconds,

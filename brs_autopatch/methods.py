@@ -6,12 +6,20 @@ ISO-8601 string or an aware datetime, optionally ``account_id`` and ``session_na
 Methods are found through the entry-point group ``brs_autopatch.methods``; the three
 built-ins are registered there too (see pyproject.toml), and are also known without
 package metadata so a source checkout works.
+
+A method builds its clients from ``context.sts_client()`` or ``context.source()``.
+Sessions it makes any other way (``boto3.client(...)`` in a ``BRS_CUSTOM_METHOD``
+callable) also sign with the *source* credentials while the method runs: see
+:func:`make_fetcher`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,13 +27,30 @@ from typing import Any
 import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
 
+from . import sources
 from .errors import ConfigError
-from .mfa import TokenProvider
+from .mfa import TokenProvider, redact_botocore_logs
 from .settings import BUILTIN_METHODS, Settings
 
 ENTRY_POINT_GROUP = "brs_autopatch.methods"
 Fetch = Callable[[], Mapping[str, Any]]
+
+# AssumeRoleWithWebIdentity takes these of the AssumeRole parameters (and no MFA).
+WEB_IDENTITY_PARAMS = frozenset({"RoleArn", "RoleSessionName", "DurationSeconds", "Policy", "PolicyArns"})
+_METADATA_KEYS = ("access_key", "secret_key", "token", "expiry_time")
+_STS_KEYS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+class MethodError(RuntimeError):
+    """A credential method answered something unusable. A bug, not a blip: permanent."""
+
+    permanent = True
+
+
+class WebIdentityTokenError(RuntimeError):
+    """The token file is missing or empty. Transient: a projected token may appear later."""
 
 
 @dataclass(frozen=True)
@@ -49,31 +74,131 @@ class MethodContext:
 Method = Callable[[MethodContext], Fetch]
 
 
+# -- running a method -------------------------------------------------------------------
+# While a method runs (built or called), this thread's stack holds its source. Two
+# readers: the patch's credential provider (a session the method creates for itself
+# must not get the role credentials being fetched) and RoleCredentials (a request the
+# method signs with those very credentials, e.g. through boto3's default session, is
+# signed with the source instead: botocore's refresh lock is held by this thread, so
+# waiting for it would deadlock, and the role would otherwise assume itself).
+
+
+class _Running:
+    def __init__(self, source: Callable[[], botocore.session.Session]) -> None:
+        self.source = source
+        self.frozen: ReadOnlyCredentials | None = None
+
+
+_local = threading.local()
+
+
+def _stack() -> list[_Running]:
+    stack: list[_Running] | None = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+@contextlib.contextmanager
+def _running(context: MethodContext) -> Iterator[None]:
+    stack = _stack()
+    stack.append(_Running(context.source))
+    default_before = _boto3_default_session()
+    try:
+        yield
+    finally:
+        stack.pop()
+        default_after = _boto3_default_session()
+        if default_after is not None and default_after is not default_before:
+            # boto3's default session was created by the method (boto3.client() inside
+            # it) and may have cached the source credentials: the application must
+            # get the role from it, so let it look its credentials up again.
+            sources.forget_loaded_credentials(sources.botocore_session_of(default_after))
+
+
+def _boto3_default_session() -> Any:
+    boto3 = sys.modules.get("boto3")
+    return getattr(boto3, "DEFAULT_SESSION", None)
+
+
+def fetching() -> bool:
+    """Whether this thread is running a credential method right now."""
+    return bool(getattr(_local, "stack", None))
+
+
+def source_credentials() -> ReadOnlyCredentials | None:
+    """The source credentials of the method running on this thread (None if none runs)."""
+    stack: list[_Running] | None = getattr(_local, "stack", None)
+    if not stack:
+        return None
+    running = stack[-1]
+    if running.frozen is None:
+        credentials = running.source().get_credentials()
+        if credentials is None:
+            return None
+        running.frozen = credentials.get_frozen_credentials()
+    return running.frozen
+
+
+def make_fetcher(method: Method, context: MethodContext) -> Fetch:
+    """``method(context)``, building and every call of the fetch marked as a method run."""
+    with _running(context):
+        fetch = method(context)
+    if not callable(fetch):
+        raise MethodError(
+            f"credential method {_name(method)} returned {type(fetch).__name__}, "
+            "expected a function returning credentials"
+        )
+
+    def run() -> Mapping[str, Any]:
+        with _running(context):
+            return fetch()
+
+    return run
+
+
+# -- the built-in methods ---------------------------------------------------------------
+
+
 def from_sts_response(response: Mapping[str, Any]) -> dict[str, Any]:
     """AssumeRole* response -> credential metadata."""
     creds = response["Credentials"]
     expiry = creds["Expiration"]
     user_arn = response.get("AssumedRoleUser", {}).get("Arn", "")
     parts = user_arn.split(":")
-    return {
+    metadata = {
         "access_key": creds["AccessKeyId"],
         "secret_key": creds["SecretAccessKey"],
         "token": creds["SessionToken"],
         "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
-        "account_id": parts[4] if len(parts) > 4 and parts[4] else None,
-        "session_name": user_arn.rsplit("/", 1)[-1] if user_arn else None,
     }
+    # Only what the response tells (a custom method's bare Credentials has no user).
+    if len(parts) > 4 and parts[4]:
+        metadata["account_id"] = parts[4]
+    if user_arn:
+        metadata["session_name"] = user_arn.rsplit("/", 1)[-1]
+    return metadata
 
 
 def assume_role_method(context: MethodContext) -> Fetch:
     """``sts``: AssumeRole with the source credentials (the default)."""
-    client = context.sts_client()
+    mfa = context.mfa_token_provider
+    if mfa is None:
+        client = context.sts_client()
+    else:
+        # botocore retries a failed call by sending the same request again, TokenCode
+        # included; STS may have consumed that code already. One attempt per code: our
+        # own backoff retries, with a fresh code.
+        client = context.sts_client(
+            config=_merge(context.sts_client_kwargs.get("config"), Config(retries={"total_max_attempts": 1}))
+        )
+        redact_botocore_logs()
 
     def fetch() -> Mapping[str, Any]:
         params = dict(context.params)
-        if context.mfa_token_provider is not None:
+        if mfa is not None:
             # Asked for here, once per AssumeRole call: never per request, never reused.
-            params["TokenCode"] = context.mfa_token_provider()
+            params["TokenCode"] = mfa()
         return from_sts_response(client.assume_role(**params))
 
     return fetch
@@ -84,35 +209,80 @@ def web_identity_method(context: MethodContext) -> Fetch:
     token_file = context.settings.web_identity_token_file
     if token_file is None:
         raise ConfigError("BRS_WEB_IDENTITY_TOKEN_FILE is not set: expected a token file path")
+    unsupported = sorted(set(context.params) - WEB_IDENTITY_PARAMS)
+    if unsupported or context.mfa_token_provider is not None:
+        # Dropping them silently would assume the role without the caller's conditions.
+        names = ", ".join(unsupported) or "SerialNumber (MFA)"
+        raise ConfigError(
+            f"BRS_METHOD='web-identity' is not valid with {names}: "
+            f"AssumeRoleWithWebIdentity takes only {', '.join(sorted(WEB_IDENTITY_PARAMS))}"
+        )
     # The call is unsigned: the token is the credential, no source credentials needed.
-    client = context.sts_client(config=_unsigned(context.sts_client_kwargs.get("config")))
-    params = {k: v for k, v in context.params.items() if k in {"RoleArn", "RoleSessionName",
-                                                                "DurationSeconds", "Policy", "PolicyArns"}}
+    client = context.sts_client(
+        config=_merge(context.sts_client_kwargs.get("config"), Config(signature_version=UNSIGNED))
+    )
+    params = dict(context.params)
 
     def fetch() -> Mapping[str, Any]:
-        with open(token_file, encoding="utf-8") as handle:
-            token = handle.read().strip()
-        return from_sts_response(client.assume_role_with_web_identity(WebIdentityToken=token, **params))
+        # Re-read every time: Kubernetes and other issuers rotate the file in place.
+        return from_sts_response(
+            client.assume_role_with_web_identity(WebIdentityToken=_read_token(token_file), **params)
+        )
 
     return fetch
 
 
+def _read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise WebIdentityTokenError(f"cannot read web identity token file {path}: {reason}") from None
+    if not token:
+        raise WebIdentityTokenError(f"web identity token file {path} is empty")
+    return token
+
+
 def custom_method(context: MethodContext) -> Fetch:
-    """``custom``: ``BRS_CUSTOM_METHOD=package.module:callable`` returns the credentials."""
+    """``custom``: ``BRS_CUSTOM_METHOD=package.module:callable`` returns the credentials.
+
+    The callable takes no argument and returns either botocore's metadata keys
+    (``access_key``, ``secret_key``, ``token``, ``expiry_time``) or the STS
+    ``Credentials`` shape (``AccessKeyId``, ``SecretAccessKey``, ``SessionToken``,
+    ``Expiration``). Clients it creates sign with the source credentials.
+    """
     path = context.settings.custom_method
     if path is None:
         raise ConfigError("BRS_CUSTOM_METHOD is not set: expected package.module:callable")
     target = _import(path, "BRS_CUSTOM_METHOD")
 
     def fetch() -> Mapping[str, Any]:
-        answer = target()
-        if not isinstance(answer, Mapping):
-            raise TypeError(f"{path} returned {type(answer).__name__}, expected a mapping")
-        if "AccessKeyId" in answer:  # the STS Credentials shape is accepted as well
-            return from_sts_response({"Credentials": answer})
-        return answer
+        return _check_answer(path, target())
 
     return fetch
+
+
+def _check_answer(origin: str, answer: Any) -> dict[str, Any]:
+    """A custom answer -> metadata, or MethodError naming what is missing (never values)."""
+    if not isinstance(answer, Mapping):
+        raise MethodError(f"{origin} returned {type(answer).__name__}, expected a mapping")
+    if "AccessKeyId" in answer:  # the STS Credentials shape
+        missing = [key for key in _STS_KEYS if not answer.get(key)]
+        if missing:
+            raise MethodError(f"{origin} returned no {', '.join(missing)}")
+        return from_sts_response({"Credentials": answer})
+    metadata = dict(answer)
+    missing = [key for key in _METADATA_KEYS if key != "token" and not metadata.get(key)]
+    if missing:
+        raise MethodError(
+            f"{origin} returned no {', '.join(missing)} (expected keys "
+            f"{', '.join(_METADATA_KEYS)} or {', '.join(_STS_KEYS)})"
+        )
+    if not isinstance(metadata["expiry_time"], (str, datetime)):
+        raise MethodError(f"{origin} returned an expiry_time that is not an ISO-8601 string or a datetime")
+    metadata.setdefault("token", None)  # long-term keys with an expiry: botocore wants the key
+    return metadata
 
 
 _BUILTINS: dict[str, Method] = {
@@ -141,17 +311,28 @@ def load(name: str) -> Method:
     from importlib.metadata import entry_points
 
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
-        method = entry.load()
+        try:
+            method = entry.load()
+        except Exception as error:  # a broken plugin: say which one, in one line
+            raise ConfigError(
+                f"BRS_METHOD={name!r} is not valid: its entry point {entry.value} cannot be "
+                f"loaded ({type(error).__name__}: {error})"
+            ) from None
         if not callable(method):
-            raise ConfigError(f"BRS_METHOD={name!r} is not valid: its entry point {entry.value} is not callable")
+            raise ConfigError(
+                f"BRS_METHOD={name!r} is not valid: its entry point {entry.value} is not callable"
+            )
         return method  # type: ignore[no-any-return]
     names = ", ".join(sorted(available()))
     raise ConfigError(f"BRS_METHOD={name!r} is not valid: expected one of {names}")
 
 
-def _unsigned(config: Config | None) -> Config:
-    unsigned = Config(signature_version=UNSIGNED)
-    return config.merge(unsigned) if isinstance(config, Config) else unsigned
+def _merge(config: Any, extra: Config) -> Config:
+    return config.merge(extra) if isinstance(config, Config) else extra
+
+
+def _name(method: Method) -> str:
+    return f"{getattr(method, '__module__', '?')}:{getattr(method, '__qualname__', repr(method))}"
 
 
 def _import(path: str, variable: str) -> Callable[[], Any]:

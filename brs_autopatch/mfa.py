@@ -1,4 +1,4 @@
-"""MFA token codes for AssumeRole: asked for once per refresh, never reused.
+"""MFA token codes for AssumeRole: asked for once per refresh, never reused, never logged.
 
 botocore prompts once and then fails on the next refresh; other libraries call
 ``getpass`` on every refresh or every request. Here a code comes from a command
@@ -8,7 +8,11 @@ exactly when AssumeRole is about to be called.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 
@@ -16,6 +20,8 @@ from .errors import ConfigError
 
 TokenProvider = Callable[[], str]
 _CODE = re.compile(r"(?<!\d)(\d{6})(?!\d)")
+# How long a killed token command (and its children) may take to go away.
+_REAP_SECONDS = 5.0
 
 
 class MfaError(RuntimeError):
@@ -31,27 +37,68 @@ def command_provider(argv: Sequence[str], timeout: float) -> TokenProvider:
     program = argv[0]
 
     def provide() -> str:
-        try:
-            done = subprocess.run(
-                list(argv), capture_output=True, text=True, timeout=timeout,
-                stdin=subprocess.DEVNULL, check=False,
-            )
-        except FileNotFoundError:
-            raise MfaError(f"MFA token command not found: {program}") from None
-        except PermissionError:
-            raise MfaError(f"MFA token command is not executable: {program}") from None
-        except subprocess.TimeoutExpired:
-            raise MfaError(f"MFA token command {program} timed out after {timeout:g} s") from None
-        if done.returncode != 0:
-            # stderr may explain (e.g. "no YubiKey"); stdout may hold a code: not shown.
-            reason = (done.stderr or "").strip().splitlines()[-1:] or ["no message"]
-            raise MfaError(f"MFA token command {program} exited {done.returncode}: {reason[0][:200]}")
-        codes = _CODE.findall(done.stdout)
-        if len(codes) != 1:
-            raise MfaError(f"MFA token command {program} printed no single 6-digit code")
+        stdout, stderr, returncode = _run(list(argv), program, timeout)
+        if returncode != 0:
+            # stderr may explain (e.g. "no YubiKey"); stdout may hold a code: not shown,
+            # and anything code-shaped in the stderr line is masked as well.
+            lines = stderr.strip().splitlines()
+            reason = _CODE.sub("******", lines[-1])[:200] if lines else "no message"
+            raise MfaError(f"MFA token command {program} exited {returncode}: {reason}")
+        codes = _CODE.findall(stdout)
+        if not codes:
+            raise MfaError(f"MFA token command {program} printed no 6-digit code")
+        if len(codes) > 1:
+            # e.g. `ykman oath accounts code` without `-s NAME` lists every account.
+            raise MfaError(f"MFA token command {program} printed {len(codes)} 6-digit codes, expected one")
         return str(codes[0])
 
     return provide
+
+
+def _run(argv: list[str], program: str, timeout: float) -> tuple[str, str, int]:
+    """Run the token command without a shell; on timeout kill it *and* its children.
+
+    ``subprocess.run(timeout=)`` kills only the direct child: a wrapper script's
+    children (``sh -c 'pass otp ...'``) would live on. A new session makes the whole
+    group killable with one signal.
+    """
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            encoding="utf-8",
+            errors="replace",
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise MfaError(f"MFA token command not found: {program}") from None
+    except PermissionError:
+        raise MfaError(f"MFA token command is not executable: {program}") from None
+    except OSError as error:  # e.g. ENOEXEC: a script without a #! line
+        raise MfaError(f"MFA token command {program} could not start: {error.strerror}") from None
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise MfaError(f"MFA token command {program} timed out after {timeout:g} s") from None
+    except BaseException:
+        _kill_group(process)
+        raise
+    return stdout, stderr, process.returncode
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    # Bounded: a grandchild that escaped the group may keep the pipes open, so only
+    # wait for the process itself, then drop the pipes.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=_REAP_SECONDS)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 class OneUse:
@@ -67,6 +114,38 @@ class OneUse:
             raise MfaError("MFA token provider returned something that is not a 6-digit code")
         code = code.strip()
         if code == self._last:
+            # A TOTP code stays the same for its 30 s step; STS refuses a code twice.
             raise MfaError("MFA token provider returned the code already used; wait for the next one")
         self._last = code
         return code
+
+
+# -- keeping codes out of botocore's DEBUG log --------------------------------------------
+# botocore.endpoint logs every request's parameters at DEBUG ("Making request for
+# OperationModel(name=AssumeRole) with params: {... 'TokenCode': '123456' ...}"). An
+# application that turns botocore's DEBUG log on must not find MFA codes in it. The
+# filter only runs for records that passed the level check, so it costs nothing otherwise.
+_TOKEN_CODE = re.compile(r"""(['"]?TokenCode['"]?\s*[:=]\s*['"]?)\d{6}""")
+
+
+class _RedactTokenCodes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem, not ours
+            return True
+        if "TokenCode" in message:
+            record.msg = _TOKEN_CODE.sub(r"\1******", message)
+            record.args = None
+        return True
+
+
+_REDACTOR = _RedactTokenCodes("brs_autopatch")
+
+
+def redact_botocore_logs() -> None:
+    """Mask TokenCode values in botocore's request logging (idempotent)."""
+    for name in ("botocore.endpoint", "botocore.auth", "botocore.parsers"):
+        logger = logging.getLogger(name)
+        if _REDACTOR not in logger.filters:
+            logger.addFilter(_REDACTOR)

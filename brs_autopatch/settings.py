@@ -347,7 +347,22 @@ def _parse_method(env: Mapping[str, str], values: dict[str, Any]) -> None:
     if method == "web-identity":
         if token_file is None:
             raise bad("BRS_WEB_IDENTITY_TOKEN_FILE", None, "a token file path when BRS_METHOD=web-identity")
-        if len(values.get("role_arns", ())) > 1:
+        if len(values.get("role_arns", ())) != 1:
             raise bad("BRS_ROLE_ARN", None, "a single role with BRS_METHOD=web-identity")
+        # AssumeRoleWithWebIdentity has no ExternalId, MFA, tags...: refuse them rather
+        # than assume the role without the conditions the caller asked for.
+        extra = sorted(set(values.get("assume_role_kwargs", {})) - {"Policy", "PolicyArns"})
+        for name, given in (
+            ("BRS_EXTERNAL_ID", "external_id" in values),
+            ("BRS_MFA_SERIAL", "mfa_serial" in values),
+            ("BRS_ASSUME_ROLE_KWARGS", bool(extra)),
+        ):
+            if given:
+                raise bad(
+                    name,
+                    None,
+                    "nothing with BRS_METHOD=web-identity (only Policy and "
+                    "PolicyArns in BRS_ASSUME_ROLE_KWARGS)",
+                )
     if method == "custom" and custom is None:
         raise bad("BRS_CUSTOM_METHOD", None, "package.module:callable when BRS_METHOD=custom")
