@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
+from botocore.exceptions import NoCredentialsError
 from dateutil.parser import isoparse
 
 from . import refresh
@@ -149,12 +150,9 @@ class RoleCredentials(DeferredRefreshableCredentials):
 
         frozen = methods.source_credentials()
         if frozen is None:
-            raise CredentialRefreshError(
-                self.label,
-                "the credential method signed a request with the credentials it is "
-                "fetching, and there are no source credentials to use instead",
-                transient=False,
-            )
+            # What botocore raises for a request without credentials; the method's
+            # failure is then reported as "no source credentials", permanent.
+            raise NoCredentialsError()
         return frozen
 
     def _fetch(self) -> Mapping[str, Any]:

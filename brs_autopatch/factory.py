@@ -66,9 +66,12 @@ def build(
     if not hops:
         raise ConfigError("BRS_ROLE_ARN is not set: expected the role to assume")
 
+    # The caller's AssumeRole conditions (BRS_ASSUME_ROLE_KWARGS, ExternalId, MFA) go with
+    # the first role assumed: after a plugin's own credentials, that is the second hop.
+    first_role = 1 if hops[0] is None and len(hops) > 1 else 0
     credentials: RoleCredentials | None = None
     for index, role_arn in enumerate(hops):
-        params = _params(settings, role_arn, first=index == 0, mfa=mfa is not None)
+        params = _params(settings, role_arn, first=index == first_role, mfa=mfa is not None)
         previous = credentials
         hop_source = source if previous is None else functools.partial(sources.session_with, previous)
         context = methods.MethodContext(
@@ -77,7 +80,7 @@ def build(
             params=params,
             sts_client_kwargs=client_kwargs,
             source=hop_source,
-            mfa_token_provider=mfa if index == 0 else None,
+            mfa_token_provider=mfa if index == first_role else None,
         )
         hop_method = first_method if index == 0 else methods.assume_role_method
         credentials = RoleCredentials(

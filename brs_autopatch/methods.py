@@ -21,13 +21,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
+from dateutil.parser import isoparse
 
 from . import sources
 from .errors import ConfigError
@@ -163,14 +164,13 @@ def make_fetcher(method: Method, context: MethodContext) -> Fetch:
 def from_sts_response(response: Mapping[str, Any]) -> dict[str, Any]:
     """AssumeRole* response -> credential metadata."""
     creds = response["Credentials"]
-    expiry = creds["Expiration"]
     user_arn = response.get("AssumedRoleUser", {}).get("Arn", "")
     parts = user_arn.split(":")
     metadata = {
         "access_key": creds["AccessKeyId"],
         "secret_key": creds["SecretAccessKey"],
         "token": creds["SessionToken"],
-        "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
+        "expiry_time": utc_iso(creds["Expiration"]),
     }
     # Only what the response tells (a custom method's bare Credentials has no user).
     if len(parts) > 4 and parts[4]:
@@ -178,6 +178,18 @@ def from_sts_response(response: Mapping[str, Any]) -> dict[str, Any]:
     if user_arn:
         metadata["session_name"] = user_arn.rsplit("/", 1)[-1]
     return metadata
+
+
+def utc_iso(expiry: datetime | str) -> str:
+    """An expiry as an ISO-8601 string with its offset; a naive time is taken as UTC.
+
+    botocore compares the expiry with an aware "now": a naive one (a custom method's
+    ``datetime.utcnow() + ...``) would raise TypeError inside its refresh.
+    """
+    when = expiry if isinstance(expiry, datetime) else isoparse(str(expiry))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.isoformat()
 
 
 def assume_role_method(context: MethodContext) -> Fetch:
@@ -271,7 +283,12 @@ def _check_answer(origin: str, answer: Any) -> dict[str, Any]:
         missing = [key for key in _STS_KEYS if not answer.get(key)]
         if missing:
             raise MethodError(f"{origin} returned no {', '.join(missing)}")
-        return from_sts_response({"Credentials": answer})
+        try:
+            return from_sts_response({"Credentials": answer})
+        except (TypeError, ValueError, OverflowError):
+            raise MethodError(
+                f"{origin} returned an Expiration that is not an ISO-8601 string or a datetime"
+            ) from None
     metadata = dict(answer)
     missing = [key for key in _METADATA_KEYS if key != "token" and not metadata.get(key)]
     if missing:
@@ -279,8 +296,12 @@ def _check_answer(origin: str, answer: Any) -> dict[str, Any]:
             f"{origin} returned no {', '.join(missing)} (expected keys "
             f"{', '.join(_METADATA_KEYS)} or {', '.join(_STS_KEYS)})"
         )
-    if not isinstance(metadata["expiry_time"], (str, datetime)):
-        raise MethodError(f"{origin} returned an expiry_time that is not an ISO-8601 string or a datetime")
+    try:
+        metadata["expiry_time"] = utc_iso(metadata["expiry_time"])
+    except (TypeError, ValueError, OverflowError):
+        raise MethodError(
+            f"{origin} returned an expiry_time that is not an ISO-8601 string or a datetime"
+        ) from None
     metadata.setdefault("token", None)  # long-term keys with an expiry: botocore wants the key
     return metadata
 

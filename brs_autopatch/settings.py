@@ -366,3 +366,12 @@ def _parse_method(env: Mapping[str, str], values: dict[str, Any]) -> None:
                 )
     if method == "custom" and custom is None:
         raise bad("BRS_CUSTOM_METHOD", None, "package.module:callable when BRS_METHOD=custom")
+    if method == "custom" and not values.get("role_arns"):
+        # AssumeRole parameters with no AssumeRole to carry them: refuse, never drop.
+        for name, attr in (
+            ("BRS_EXTERNAL_ID", "external_id"),
+            ("BRS_MFA_SERIAL", "mfa_serial"),
+            ("BRS_ASSUME_ROLE_KWARGS", "assume_role_kwargs"),
+        ):
+            if values.get(attr):
+                raise bad(name, None, "BRS_ROLE_ARN as well: with BRS_METHOD=custom it applies to that role")
