@@ -10,6 +10,9 @@ class ConfigError(ValueError):
     (unless it is secret) and the accepted form.
     """
 
+    # Asking STS again will not fix a setting: the refresh engine backs off the long way.
+    permanent = True
+
 
 class CredentialRefreshError(RuntimeError):
     """Fresh role credentials could not be obtained and the current ones are unusable.

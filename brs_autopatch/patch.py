@@ -104,7 +104,9 @@ def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
         state.initializer = initializer
         botocore.register_initializer(initializer)
         setattr(botocore, MARKER, state)
-    logger.debug("patched botocore sessions for %s", state.settings.role_arn)
+    logger.debug(
+        "patched botocore sessions for %s", state.settings.role_arn or f"method {state.settings.method}"
+    )
 
 
 def _patch_boto3(boto3: Any, state: PatchState) -> None:
