@@ -1,0 +1,120 @@
+"""Reading ``BRS_*`` environment variables: the table of names and the value parsers.
+
+Each parser turns one raw string into a value or raises the one-line
+:class:`~brs_autopatch.errors.ConfigError`: variable, value (hidden when secret),
+accepted form. :mod:`brs_autopatch.settings` assembles them into ``Settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError
+
+# One table: variable -> one-line meaning. The README table and `brs-run --help`
+# are generated from the same names, so keep them in step.
+VARIABLES: dict[str, str] = {
+    "BRS_ROLE_ARN": "role to assume; a comma-separated list is a role chain; activates patching",
+    "BRS_ROLE_SESSION_NAME": "RoleSessionName (2-64 chars of [A-Za-z0-9_+=,.@-])",
+    "BRS_DURATION_SECONDS": "DurationSeconds, 900-43200 (at most 3600 for a role chain)",
+    "BRS_DEFER_REFRESH": "true: fetch lazily on first use; false: fetch at start, refresh ahead",
+    "BRS_EXTERNAL_ID": "ExternalId (secret: never echoed)",
+    "BRS_ASSUME_ROLE_KWARGS": "JSON object of further AssumeRole parameters",
+    "BRS_STS_REGION": "region of the STS client that assumes the role",
+    "BRS_STS_ENDPOINT_URL": "endpoint of that STS client (AWS_ENDPOINT_URL_STS works too)",
+    "BRS_STS_CLIENT_KWARGS": "JSON object of further STS client keywords",
+    "BRS_ENABLED": "kill switch, default true",
+    "BRS_LOG_LEVEL": "level of the 'brs_autopatch' logger, written to stderr",
+    "BRS_ON_ERROR": "raise (default) or warn: what bad settings do at start-up",
+    "BRS_PROPAGATE": "patch child Python processes under brs-run, default true",
+    "BRS_ADVISORY_REFRESH_SECONDS": "advisory refresh window (default: from the lifetime)",
+    "BRS_MANDATORY_REFRESH_SECONDS": "mandatory refresh window (default 60)",
+    "BRS_CACHE_DIR": "share credentials between processes through files in this directory",
+    "BRS_MFA_SERIAL": "MFA device serial number or ARN",
+    "BRS_MFA_TOKEN_COMMAND": "command printing a 6-digit MFA code (run without a shell)",
+    "BRS_MFA_TIMEOUT_SECONDS": "time limit of that command, default 30",
+    "BRS_METHOD": "how credentials are obtained: sts (default), web-identity, custom, or a plugin",
+    "BRS_WEB_IDENTITY_TOKEN_FILE": "token file for the web-identity method, re-read every refresh",
+    "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
+}
+
+SECRET_VARIABLES = frozenset({"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS"})
+BUILTIN_METHODS = ("sts", "web-identity", "custom")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+# IAM role ARN in any partition (aws, aws-cn, aws-us-gov, aws-iso-b, ...), optional path.
+_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}")
+_SESSION_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
+_EXTERNAL_ID = re.compile(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
+_MFA_SERIAL = re.compile(r"[A-Za-z0-9_+=/:,.@-]{9,256}")
+_METHOD_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_CALLABLE_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", re.ASCII)
+
+MIN_DURATION, MAX_DURATION, MAX_CHAINED_DURATION = 900, 43200, 3600
+
+
+def bad(name: str, value: str | None, accepted: str) -> ConfigError:
+    """Build the one-line error: variable, value (hidden if secret), accepted form."""
+    if value is None or name in SECRET_VARIABLES:
+        shown = "(value hidden)"
+    else:
+        shown = repr(value if len(value) <= 200 else value[:200] + "...")
+    return ConfigError(f"{name}={shown} is not valid: expected {accepted}")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Booleans accept 1/0, true/false, yes/no, on/off in any case."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise bad(name, raw, "a boolean: 1/0, true/false, yes/no or on/off")
+
+
+def parse_int(name: str, raw: str, low: int, high: int, what: str) -> int:
+    text = raw.strip()
+    accepted = f"an integer number of {what} from {low} to {high}"
+    if not re.fullmatch(r"[+-]?\d{1,12}", text):
+        raise bad(name, raw, accepted)
+    value = int(text)
+    if not low <= value <= high:
+        raise bad(name, raw, accepted)
+    return value
+
+
+def parse_json_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise bad(name, raw, 'a JSON object such as {"Key": "value"} (it does not parse)') from None
+    if not isinstance(value, dict):
+        raise bad(name, raw, 'a JSON object such as {"Key": "value"} (not an object)')
+    return value
+
+
+def parse_role_chain(raw: str) -> tuple[str, ...]:
+    # Role names may contain commas themselves: only a comma before "arn:" separates hops.
+    arns = tuple(part.strip() for part in re.split(r",(?=\s*arn:)", raw))
+    for arn in arns:
+        if not _ROLE_ARN.fullmatch(arn):
+            raise bad(
+                "BRS_ROLE_ARN",
+                raw,
+                "an IAM role ARN like arn:aws:iam::123456789012:role/NAME (any partition), "
+                "or a comma-separated chain of them",
+            )
+    return arns
+
+
+def read(env: Mapping[str, str], name: str) -> str | None:
+    """An unset and an empty variable mean the same: not given."""
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value
