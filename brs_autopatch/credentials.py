@@ -17,12 +17,9 @@ refresh, frozen credentials for signing). This subclass adds, around the
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,7 +29,7 @@ from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredent
 from botocore.exceptions import NoCredentialsError
 from dateutil.parser import isoparse
 
-from . import refresh
+from . import lifecycle, refresh
 from .cache import FileCache
 from .errors import CredentialRefreshError
 
@@ -55,9 +52,6 @@ class RefreshStats:
 
 class RoleCredentials(DeferredRefreshableCredentials):
     """Refreshing credentials for one role (or one hop of a role chain)."""
-
-    # Longest sleep of the background refresher between looks at the clock.
-    max_sleep = 60.0
 
     def __init__(
         self,
@@ -94,13 +88,11 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._mandatory_backoff = refresh.Backoff(
             refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP
         )
-        self._background = not defer_refresh
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        _live.add(self)
-        if self._background:
+        self._refresher = None if defer_refresh else lifecycle.Refresher(self)
+        lifecycle.track(self)
+        if self._refresher is not None:
             self.get_frozen_credentials()  # the first AssumeRole happens now; failures raise
-            self._start_refresher()
+            self._refresher.start()
 
     def __repr__(self) -> str:
         expiry = self.expiry_time.isoformat() if self._metadata else "not fetched yet"
@@ -157,7 +149,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
 
     def _fetch(self) -> Mapping[str, Any]:
         now = self._clock()
-        background = threading.current_thread() is self._thread
+        background = self._refresher is not None and self._refresher.is_current_thread()
         remaining = self._expiry_ts - now if self._metadata is not None else None
         # "Grace": current credentials are good beyond the mandatory window, so a
         # failure here costs nothing but a later retry.
@@ -189,7 +181,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             source,
             (time.monotonic() - started) * 1000,
             _iso(self._expiry_ts),
-            _iso(self._next_refresh_time()),
+            _iso(self.next_refresh_time()),
             advisory,
             mandatory,
         )
@@ -271,56 +263,47 @@ class RoleCredentials(DeferredRefreshableCredentials):
         )
         raise self._last_error from error
 
-    # -- background refresher (defer_refresh=False) ------------------------------------
+    # -- lifecycle: see brs_autopatch.lifecycle -------------------------------------
     @staticmethod
     def _lead(advisory: int) -> float:
         """How far ahead of the advisory window the background thread refreshes."""
         return min(advisory / 2, 60.0)
 
-    def _next_refresh_time(self) -> float:
+    def now(self) -> float:
+        return self._clock()
+
+    def next_refresh_time(self) -> float:
+        """When the next refresh is due: on the request path, or in the background."""
         advisory = self._advisory_refresh_timeout
-        if self._background:
+        if self._refresher is not None:
             return max(self._retry_after, self._expiry_ts - advisory - self._lead(advisory))
         return max(self._retry_after, self._expiry_ts - advisory)
 
-    def _start_refresher(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run_refresher, name=f"brs-refresh {self.label}", daemon=True
-        )
-        self._thread.start()
+    def refresh_in_background(self) -> None:
+        with self._refresh_lock:
+            # botocore's own refresh step, in advisory mode: a failure is logged by
+            # _fetch and retried after its backoff; it never kills the thread.
+            self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]
 
-    def _run_refresher(self) -> None:
-        while not self._stop.is_set():
-            wait = self._next_refresh_time() - self._clock()
-            if wait > 0:
-                # Bounded waits so clock jumps (suspend, NTP) are noticed within a minute.
-                self._stop.wait(min(wait, self.max_sleep))
-                continue
-            with self._refresh_lock:
-                # botocore's own refresh step, in advisory mode: a failure is logged by
-                # _fetch and retried after its backoff; it never kills the thread.
-                self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]
+    @property
+    def refresher_thread(self) -> threading.Thread | None:
+        """The background refresher thread (``defer_refresh=False``), if running."""
+        return self._refresher.thread if self._refresher is not None else None
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the background refresher, if any (also done at interpreter exit)."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        if self._refresher is not None:
+            self._refresher.stop(timeout)
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         # The child has one thread. A lock held by another parent thread at fork time
         # would stay held forever, the STS client's sockets belong to the parent, and
         # the refresher thread did not survive the fork.
         self._refresh_lock = threading.Lock()
         self._fetcher = None
         self._fetching_thread = None  # a parent thread's id; a child thread may reuse it
-        if self._background:
-            self._thread = None
-            self._start_refresher()
+        if self._refresher is not None:
+            self._refresher.restart_after_fork()
 
 
 def _normalize(raw: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -339,20 +322,3 @@ def _normalize(raw: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-_live: weakref.WeakSet[RoleCredentials] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for creds in list(_live):
-        creds._after_fork_in_child()
-
-
-def _stop_all() -> None:
-    for creds in list(_live):
-        creds.stop(timeout=0.5)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_stop_all)

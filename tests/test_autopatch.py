@@ -321,13 +321,14 @@ def test_fork_while_parent_refreshes(sts: StsServer, run_python: RunPython, defe
             assert creds._refresh_lock.locked(), "parent never started refreshing"
         else:
             creds = session.get_credentials()  # eager: fetched now, refresher thread started
-            assert creds._thread.is_alive()
+            assert creds.refresher_thread.is_alive()
         pid = os.fork()
         if pid == 0:
             arn = boto3.Session().client("sts").get_caller_identity()["Arn"]
             # defer_refresh=false: the refresher thread did not survive the fork; it must
             # have been restarted in the child.
-            alive = creds._thread is not None and creds._thread.is_alive()
+            thread = creds.refresher_thread
+            alive = thread is not None and thread.is_alive()
             os.write(1, f"{arn} {alive}\\n".encode())
             os._exit(0)
         deadline = time.monotonic() + 30

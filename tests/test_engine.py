@@ -14,7 +14,7 @@ from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
 
 from brs_autopatch import CredentialRefreshError, RefreshableSession
-from brs_autopatch.credentials import RoleCredentials
+from brs_autopatch.lifecycle import Refresher
 from brs_autopatch.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/engine"
@@ -146,7 +146,7 @@ def test_background_refresh_means_no_request_waits(
     sts: StsServer, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The refresher looks at the (simulated) clock every 20 ms instead of every minute.
-    monkeypatch.setattr(RoleCredentials, "max_sleep", 0.02)
+    monkeypatch.setattr(Refresher, "max_sleep", 0.02)
     clock = SimClock()
     creds = simulated(settings(900, defer_refresh=False), clock)
     assert creds.stats.request_path_fetches == 1  # the constructor's own fetch

@@ -1,0 +1,98 @@
+"""Process lifecycle of refreshing credentials: background thread, fork, interpreter exit.
+
+Kept apart from the refresh policy in :mod:`brs_autopatch.credentials`: this module
+knows about threads and processes, not about STS.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Owner(Protocol):
+    """What the refresher and the fork handler need from a credentials object."""
+
+    label: str
+
+    def next_refresh_time(self) -> float: ...
+    def now(self) -> float: ...
+    def refresh_in_background(self) -> None: ...
+    def after_fork_in_child(self) -> None: ...
+    def stop(self, timeout: float = 1.0) -> None: ...
+
+
+class Refresher:
+    """One daemon thread renewing one credentials object ahead of its refresh window."""
+
+    # Longest sleep between looks at the clock, so clock jumps (suspend, NTP) are
+    # noticed within a minute. The tests shorten it to follow a simulated clock.
+    max_sleep = 60.0
+
+    def __init__(self, owner: Owner) -> None:
+        self._owner = weakref.ref(owner)  # the thread must not keep its owner alive
+        self._stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is not None and self.thread.is_alive():
+            return
+        owner = self._owner()
+        if owner is None:
+            return
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"brs-refresh {owner.label}", daemon=True)
+        self.thread.start()
+
+    def is_current_thread(self) -> bool:
+        return self.thread is threading.current_thread()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            owner = self._owner()
+            if owner is None:
+                return
+            wait = owner.next_refresh_time() - owner.now()
+            if wait > 0:
+                del owner
+                self._stop.wait(min(wait, self.max_sleep))
+                continue
+            owner.refresh_in_background()
+            del owner
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def restart_after_fork(self) -> None:
+        # Threads do not survive fork(): the child gets a fresh one.
+        self.thread = None
+        self.start()
+
+
+_live: weakref.WeakSet[Owner] = weakref.WeakSet()
+
+
+def track(owner: Owner) -> None:
+    """Give ``owner`` fork and exit handling for as long as it lives."""
+    _live.add(owner)
+
+
+def _each(action: Callable[[Owner], None]) -> Callable[[], None]:
+    def run() -> None:
+        for owner in list(_live):
+            action(owner)
+
+    return run
+
+
+# gunicorn --preload, multiprocessing fork, os.fork(): reset in the child what the
+# parent's threads may have held. (uWSGI without --lazy-apps skips these handlers.)
+os.register_at_fork(after_in_child=_each(lambda owner: owner.after_fork_in_child()))
+atexit.register(_each(lambda owner: owner.stop(timeout=0.5)))
