@@ -69,7 +69,18 @@ def _install_when_botocore_arrives(_module: object) -> None:
     install()
 
 
+def _launcher_process() -> bool:
+    """True in the brs-run process itself: it validates and execs, and must not patch."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "brs-run":
+        return True
+    # `python -m brs_autopatch`: while the package is being imported argv[0] is "-m".
+    return argv0 == "-m" and "brs_autopatch" in getattr(sys, "orig_argv", ())
+
+
 def _autoinstall() -> None:
+    if _launcher_process():
+        return
     if os.environ.get(BOOTSTRAP_ENV) and "botocore" not in sys.modules:
         # Started by brs-run, which validated the settings already: parse them, and
         # pay for logging and the rest, only in a process that imports botocore.

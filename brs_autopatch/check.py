@@ -121,8 +121,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     except ConfigError as error:
         raise CheckFailed(str(error)) from None
     shown = settings.redacted()
-    if not shown:
-        report.line("settings", "(all defaults)")
+    report.line("settings", "(BRS_* variables and options)" if shown else "(all defaults)")
     for name, value in shown.items():
         report.line(f"  {name}", value)
     if not settings.enabled:
@@ -132,6 +131,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         raise CheckFailed("BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn)")
 
     _check_libraries(report)
+    _quiet_logs(settings.log_level)
     # Importing brs_autopatch may have installed the patch in this process: the check
     # wants plain botocore sessions (its own source, its own STS client), so undo it
     # before botocore arrives. Programs are not affected.
@@ -161,7 +161,8 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     except Exception as error:
         raise CheckFailed(f"could not assume {credentials.label}: {_describe(error)}") from None
     elapsed = (time.monotonic() - started) * 1000
-    report.line("assume role", f"ok in {elapsed:.0f} ms: {settings.role_arn or credentials.label}")
+    chain = f" (chain of {len(settings.role_arns)})" if len(settings.role_arns) > 1 else ""
+    report.line("assume role", f"ok in {elapsed:.0f} ms: {settings.role_arn or credentials.label}{chain}")
     report.line("access key", _tail(frozen.access_key or ""))
 
     identity = _caller_identity(settings, credentials)
@@ -190,6 +191,17 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         else "background thread ahead of the advisory window (BRS_DEFER_REFRESH=false)",
     )
     return True
+
+
+def _quiet_logs(level: str | None) -> None:
+    """The report says what failed; the refresh warnings say it again, unless asked for."""
+    import logging
+
+    from . import logs
+
+    logger = logs.configure(level)
+    if level is None and not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def _check_libraries(report: Report) -> None:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 
 from ._version import __version__
 from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 PROG = "brs-run"
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -259,6 +262,50 @@ def _uwsgi_warning(command: Sequence[str], env: Mapping[str, str]) -> str | None
     )
 
 
+def _interpreter_of(program: str, path_variable: str | None) -> str | None:
+    """The Python that ``program`` is, or names on its ``#!`` line; None if not Python."""
+    if os.path.basename(program).startswith("python"):
+        return program
+    try:
+        with open(program, "rb") as handle:
+            first = handle.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or b"python" not in first:
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env":  # #!/usr/bin/env [-S] python3
+        names = [word for word in words[1:] if not word.startswith("-")]
+        if not names:
+            return None
+        try:
+            return resolve(names[0], path_variable)
+        except NotRunnable:
+            return None
+    return words[0]
+
+
+def _interpreter_warning(program: str, command: str, path_variable: str | None) -> str | None:
+    """A warning when ``program`` runs a Python of another environment than brs-run's.
+
+    The bootstrap would skip such an interpreter (quietly, by design: it may lack
+    brs_autopatch): say so once, here, for the program the user named.
+    """
+    interpreter = _interpreter_of(program, path_variable)
+    if interpreter is None:
+        return None
+    ours = os.path.realpath(os.path.dirname(sys.executable))
+    if os.path.realpath(os.path.dirname(os.path.abspath(interpreter))) == ours:
+        return None
+    return (
+        f"{PROG}: warning: {command} runs {interpreter}, not a Python of this environment "
+        f"({sys.executable}): it will start unpatched. Install brs_autopatch there and use "
+        "that environment's brs-run, or run this environment's python"
+    )
+
+
 def _check_method(name: str) -> None:
     """A plugin method must be installed (an entry point); the built-ins always are."""
     from .settings import BUILTIN_METHODS
@@ -279,11 +326,12 @@ def validate(env: Mapping[str, str]) -> bool:
     """Whether to patch (False: BRS_ENABLED=false). Raises ConfigError for bad settings."""
     from dataclasses import replace
 
-    from .settings import from_env
+    from .settings import from_env, parse_bool
 
+    enabled = env.get("BRS_ENABLED", "")
+    if enabled.strip() and not parse_bool("BRS_ENABLED", enabled):
+        return False  # the kill switch works even when other settings are broken
     settings = from_env(env)
-    if not settings.enabled:
-        return False
     if not settings.active:
         raise ConfigError(
             "BRS_ROLE_ARN is not set: expected the role to assume "
@@ -295,7 +343,12 @@ def validate(env: Mapping[str, str]) -> bool:
         # Build only: no STS call, no cache directory, no background thread.
         from .factory import build
 
-        build(replace(settings, defer_refresh=True, cache_dir=None))
+        try:
+            build(replace(settings, defer_refresh=True, cache_dir=None))
+        except ConfigError:
+            raise
+        except Exception as error:  # a plugin that does not import, botocore refusing...
+            raise ConfigError(f"the settings could not be checked: {type(error).__name__}: {error}") from None
     return True
 
 
@@ -364,9 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error))
         return error.code
 
-    warning = _uwsgi_warning(command, env)
-    if warning is not None:
-        sys.stderr.write(warning + "\n")
+    warnings = [_uwsgi_warning(command, env)]
+    if patch:
+        warnings.append(_interpreter_warning(program, command[0], env.get("PATH")))
+    for warning in warnings:
+        if warning is not None:
+            sys.stderr.write(warning + "\n")
     return execute(program, command, env)
 
 

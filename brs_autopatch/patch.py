@@ -96,9 +96,11 @@ def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
         if current is not None and current.active:
             logger.debug("botocore already patched by %r", current)
             return
-        from .providers import patch_session
-
         def initializer(session: Any) -> None:
+            # Imported on the first session, not with botocore: a program that imports
+            # boto3 without making a session pays nothing (every child under brs-run).
+            from .providers import patch_session
+
             patch_session(session, state)
 
         state.initializer = initializer

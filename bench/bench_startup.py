@@ -1,0 +1,198 @@
+"""Start-up cost of brs-run: what every Python process under it pays, and the launcher once.
+
+    python bench/bench_startup.py [--rounds 15] [--json PATH] [--strict]
+
+Run it with the Python of a venv where brs_autopatch is installed. No network: the
+role ARN and the source credentials are fake, and nothing here creates a session.
+
+Cases, each timed with and without brs-run in interleaved rounds (the order flips
+every round, so drift hits both sides alike), reported as medians:
+
+* a shell loop of 20 x ``python -c pass`` under ``brs-run sh -c '...'`` (target <= 1.15x):
+  every Python child runs the bootstrap sitecustomize, most never import boto3;
+* 6 x ``python -c "import boto3"`` the same way (target <= 1.05x): the patch is
+  installed when botocore is imported;
+* the launcher alone, ``brs-run true`` against ``true``: its one-time cost.
+
+Targets are judged on wall-clock medians; the CPU column (user + system time of every
+process involved) is steadier on a busy machine and should tell the same story.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+PYTHON = sys.executable
+LOOP_PASS = 20
+LOOP_BOTO3 = 6
+TARGET_PASS = 1.15
+TARGET_BOTO3 = 1.05
+
+
+def launcher() -> list[str]:
+    """``brs-run`` next to this interpreter, else ``python -m brs_autopatch``."""
+    script = Path(PYTHON).parent / "brs-run"
+    return [str(script)] if script.exists() else [PYTHON, "-m", "brs_autopatch"]
+
+
+def environment() -> dict[str, str]:
+    """This environment without BRS_*/AWS_*, plus a fake role and fake source keys."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BRS_", "AWS_"))}
+    env.update({
+        "BRS_ROLE_ARN": "arn:aws:iam::123456789012:role/bench",
+        "AWS_ACCESS_KEY_ID": "AKIDBENCH00000000000",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent/brs-bench/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/brs-bench/credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # `python` in the loops is this interpreter, found first on PATH.
+        "PATH": f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', os.defpath)}",
+    })
+    return env
+
+
+def shell_loop(count: int, python_args: Sequence[str]) -> list[str]:
+    one = " ".join(shlex.quote(arg) for arg in ["python", *python_args])
+    return ["sh", "-c", f"i=0; while [ $i -lt {count} ]; do {one} || exit 1; i=$((i+1)); done"]
+
+
+def timed(cmd: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and every descendant it waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, timeout=300)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+Samples = dict[str, tuple[list[tuple[float, float]], list[tuple[float, float]]]]
+
+
+def measure(pairs: dict[str, tuple[list[str], list[str]]], rounds: int,
+            env: dict[str, str]) -> Samples:
+    """Interleaved rounds: every case, without then with (flipped on odd rounds)."""
+    times: Samples = {name: ([], []) for name in pairs}
+    for plain, under in pairs.values():  # warm-up: page cache, .pyc files
+        timed(plain, env)
+        timed(under, env)
+    for index in range(rounds):
+        for name, (plain, under) in pairs.items():
+            order = [(0, plain), (1, under)]
+            if index % 2:
+                order.reverse()
+            for side, cmd in order:
+                times[name][side].append(timed(cmd, env))
+    return times
+
+
+def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return (statistics.median(wall for wall, _ in samples),
+            statistics.median(cpu for _, cpu in samples))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+
+    env = environment()
+    brs = launcher()
+    pairs = {
+        f"{LOOP_PASS} x python -c pass": (
+            shell_loop(LOOP_PASS, ["-c", "pass"]),
+            [*brs, *shell_loop(LOOP_PASS, ["-c", "pass"])],
+        ),
+        f"{LOOP_BOTO3} x python -c 'import boto3'": (
+            shell_loop(LOOP_BOTO3, ["-c", "import boto3"]),
+            [*brs, *shell_loop(LOOP_BOTO3, ["-c", "import boto3"])],
+        ),
+        "launcher alone: true": (["true"], [*brs, "true"]),
+    }
+    # Fail early, and loudly, if brs-run does not actually patch here.
+    patched = "import sys, boto3; print('__brs_autopatch__' in vars(sys.modules['botocore']))"
+    probe = subprocess.run([*brs, "python", "-c", patched], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+    if probe.stdout.strip() != "True":
+        sys.stderr.write(f"brs-run does not patch in this environment:\n{probe.stdout}{probe.stderr}")
+        return 2
+
+    times = measure(pairs, args.rounds, env)
+    results = {name: (medians(a), medians(b)) for name, (a, b) in times.items()}
+
+    targets = {
+        f"{LOOP_PASS} x python -c pass": TARGET_PASS,
+        f"{LOOP_BOTO3} x python -c 'import boto3'": TARGET_BOTO3,
+    }
+    print(f"brs-run start-up bench: Python {platform.python_version()} ({PYTHON}), "
+          f"{args.rounds} interleaved rounds, medians")
+    print(f"launcher: {' '.join(brs)}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("note: PYTHONDONTWRITEBYTECODE is set: uncached modules are compiled in every process")
+    print()
+    header = (f"{'case':<36} {'without':>9} {'brs-run':>9} {'ratio':>6}  {'target':<14}"
+              f" {'CPU ratio':>9}")
+    print(header)
+    print("-" * len(header))
+    missed = []
+    for name, ((plain, plain_cpu), (under, under_cpu)) in results.items():
+        ratio = under / plain
+        target = targets.get(name)
+        verdict = ""
+        if target is not None:
+            verdict = f"<= {target:.2f} " + ("ok" if ratio <= target else "MISSED")
+            if ratio > target:
+                missed.append(name)
+        cpu_ratio = under_cpu / plain_cpu if plain_cpu > 0 else float("nan")
+        print(f"{name:<36} {plain * 1000:>7.1f}ms {under * 1000:>7.1f}ms {ratio:>6.3f}  "
+              f"{verdict:<14} {cpu_ratio:>9.3f}")
+    (true_wall, _), (launch_wall, launch_cpu) = results["launcher alone: true"]
+    launcher_cost = launch_wall - true_wall
+    (loop_plain, _), (loop_under, _) = results[f"{LOOP_PASS} x python -c pass"]
+    python_start = loop_plain / LOOP_PASS
+    per_child = (loop_under - loop_plain) / LOOP_PASS
+    print()
+    print(f"launcher one-time cost (brs-run true - true): {launcher_cost * 1000:6.1f} ms "
+          f"wall, {launch_cpu * 1000:.1f} ms CPU")
+    print(f"python -c pass alone:                         {python_start * 1000:6.1f} ms")
+    print(f"loop difference per Python child:             {per_child * 1000:6.2f} ms "
+          "(launcher included, spread over the 20)")
+    if missed:
+        print(f"\nMISSED: {', '.join(missed)}")
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "python": platform.python_version(),
+            "rounds": args.rounds,
+            "launcher": brs,
+            "load_average": os.getloadavg()[0],
+            "medians_seconds": {
+                name: {"without": {"wall": a[0], "cpu": a[1]}, "with": {"wall": b[0], "cpu": b[1]}}
+                for name, (a, b) in results.items()
+            },
+            "samples_seconds": {name: {"without": a, "with": b} for name, (a, b) in times.items()},
+            "launcher_cost_seconds": launcher_cost,
+            "targets": targets,
+        }, indent=2) + "\n")
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
