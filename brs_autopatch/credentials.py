@@ -266,8 +266,13 @@ class RoleCredentials(DeferredRefreshableCredentials):
     # -- lifecycle: see brs_autopatch.lifecycle -------------------------------------
     @staticmethod
     def _lead(advisory: int) -> float:
-        """How far ahead of the advisory window the background thread refreshes."""
-        return min(advisory / 2, 60.0)
+        """How far ahead of the advisory window the background thread refreshes.
+
+        Any lead works: should STS take longer, requests entering the advisory window
+        find the refresh lock taken and keep the current credentials without waiting.
+        A short one keeps the background mode from refreshing more often than needed.
+        """
+        return min(advisory / 10, 30.0)
 
     def now(self) -> float:
         return self._clock()

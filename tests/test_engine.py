@@ -155,7 +155,7 @@ def test_background_refresh_means_no_request_waits(
     # Walk through two refresh cycles with STS taking 2 s: requests keep being served
     # from memory while the refresher thread waits on STS.
     for cycle in range(2):
-        clock.advance(seconds_left(creds, clock) - advisory - 30)  # inside the lead time
+        clock.advance(seconds_left(creds, clock) - advisory - 20)  # inside the lead time (30 s)
         deadline = time.monotonic() + 15
         moved = False
         while creds.stats.background_fetches == cycle and time.monotonic() < deadline:
