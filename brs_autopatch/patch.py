@@ -43,7 +43,6 @@ class PatchState:
         self.warned = False
         self.initializer: Any = None
         self.saved_default_session: Any = None
-        self.replaced_default_session = False
 
     def __repr__(self) -> str:
         return f"<PatchState role={self.settings.role_arn} active={self.active}>"
@@ -128,7 +127,6 @@ def _patch_boto3(boto3: Any, state: PatchState) -> None:
     if inner.instance_variables().get("profile") or (loaded is not None and loaded.method == "explicit"):
         return  # setup_default_session(profile_name=... / keys): the caller chose
     state.saved_default_session = old
-    state.replaced_default_session = True
     boto3.DEFAULT_SESSION = boto3.Session(region_name=old.region_name)
     logger.debug("replaced the boto3 default session made before install")
 
