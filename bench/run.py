@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.latency_lifetimes = tuple(int(x) for x in args.latency_lifetimes.split(",") if x.strip())
     if args.quick:
         opts.calls, opts.blocks = min(opts.calls, 200), 2
-        opts.frozen_rounds, opts.request_rounds = 3, 3
+        opts.frozen_rounds, opts.request_rounds, opts.request_pairs = 3, 3, 50
         opts.per_thread, opts.session_threads = 20, 8
         opts.day_calls = 200
     started = time.perf_counter()

@@ -286,6 +286,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
 
     def refresh_in_background(self) -> None:
         with self._refresh_lock:
+            if self._metadata is not None and self._clock() < self.next_refresh_time():
+                return  # a request refreshed while this thread waited for the lock
             # botocore's own refresh step, in advisory mode: a failure is logged by
             # _fetch and retried after its backoff; it never kills the thread.
             self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]

@@ -207,3 +207,19 @@ def test_one_sts_client_per_credentials_object(
         clock.advance(700)
     assert sts.count("sts:AssumeRole") == 5
     assert made == ["sts"]
+
+
+def test_background_refresh_skips_when_a_request_already_refreshed(
+    sts: StsServer, aws_env: dict[str, str]
+) -> None:
+    # The refresher waits for botocore's lock; if a request refreshed meanwhile (e.g.
+    # after a suspend), taking the lock must not trigger a second AssumeRole.
+    clock = SimClock()
+    creds = simulated(settings(900, defer_refresh=False), clock)
+    assert sts.count("sts:AssumeRole") == 1
+    creds.refresh_in_background()
+    assert sts.count("sts:AssumeRole") == 1
+    clock.advance(seconds_left(creds, clock) - 1)  # long overdue: now it does refresh
+    creds.refresh_in_background()
+    assert sts.count("sts:AssumeRole") == 2
+    creds.stop()
