@@ -112,6 +112,17 @@ class RoleCredentials(DeferredRefreshableCredentials):
             return frozen
         return super().get_frozen_credentials()
 
+    def frozen_if_fresh(self) -> ReadOnlyCredentials | None:
+        """The frozen credentials when no refresh is due, else None. No lock, no I/O.
+
+        For callers that must not block (an event loop): on None, run
+        :meth:`get_frozen_credentials` off the loop.
+        """
+        if self._clock() < self._fresh_until:
+            frozen: ReadOnlyCredentials = self._frozen_credentials  # type: ignore[attr-defined]
+            return frozen
+        return None
+
     @property
     def expiry_time(self) -> datetime:
         """When the current credentials expire (UTC). Fetches them if never fetched."""
