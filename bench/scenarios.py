@@ -323,16 +323,8 @@ def cost(cands: tuple[Candidate, ...], server: StsServer, opts: Options) -> Tabl
 
 
 # -- e. worst latency across a refresh with a slow STS -----------------------------------
-def _background_lead(advisory: int) -> float:
-    """How far ahead of the advisory window brs_autopatch's background thread refreshes."""
-    from brs_autopatch.credentials import RoleCredentials
-
-    lead = getattr(RoleCredentials, "_lead", None)  # private; 60 s if it ever goes away
-    return float(lead(advisory)) if callable(lead) else 60.0
-
-
 def latency(cands: tuple[Candidate, ...], env: BenchEnv, opts: Options) -> Table:
-    from brs_autopatch.refresh import choose_windows
+    from brs_autopatch import schedule
 
     table = Table(
         "latency", f"e. Worst request latency across a refresh, STS slowed to {opts.sts_delay:.0f} s",
@@ -343,8 +335,8 @@ def latency(cands: tuple[Candidate, ...], env: BenchEnv, opts: Options) -> Table
     with inprocess_server() as server, fake.installed(clock):
         env.use(server.url)
         for lifetime in opts.latency_lifetimes:
-            advisory, _ = choose_windows(lifetime)
-            lead = _background_lead(advisory)
+            chosen = schedule.choose(lifetime)
+            advisory, lead = chosen.advisory, chosen.lead
             # 15 simulated s before brs_autopatch's background refresh point; the run ends
             # after the advisory point (where everyone else refreshes) plus the STS delay.
             start_left = min(lifetime - 10, advisory + lead + 15)

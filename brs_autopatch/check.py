@@ -177,12 +177,12 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     expiry = credentials.expiry_time
     remaining = (expiry - datetime.now(timezone.utc)).total_seconds()
     report.line("expires", f"{_iso(expiry)} (in {_duration(remaining)})")
-    advisory, mandatory = credentials.windows
-    due = datetime.fromtimestamp(expiry.timestamp() - advisory, timezone.utc)
+    plan = credentials.schedule
+    due = datetime.fromtimestamp(credentials.next_refresh_time(), timezone.utc)
     report.line(
         "refresh windows",
-        f"advisory {advisory} s, mandatory {mandatory} s before expiry "
-        f"(next refresh from {_iso(due)})",
+        f"advisory {plan.advisory:.0f} s, mandatory {plan.mandatory:.0f} s before expiry "
+        f"(next refresh at {_iso(due)}, a random point in the advisory window)",
     )
     report.line(
         "refresh mode",

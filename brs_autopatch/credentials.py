@@ -4,10 +4,12 @@ botocore keeps doing what it does well (the refresh lock, advisory vs mandatory
 refresh, frozen credentials for signing). This subclass adds, around the
 ``refresh_using`` callback botocore calls under its lock:
 
-* windows scaled to each credential's lifetime (:mod:`brs_autopatch.refresh`);
+* windows scaled to each credential's lifetime, with jitter (:mod:`brs_autopatch.schedule`);
 * static stability: a failed refresh while the current credentials are still good
   keeps serving them and backs off, instead of calling STS on every request;
-* a fast path: a UTC deadline check instead of ``datetime.now(tzlocal())`` per request;
+* a fast path: a UTC deadline check instead of ``datetime.now(tzlocal())`` per request,
+  reading the frozen credentials and their deadline as one published pair;
+* answers that expire before they can be used count as failed refreshes (backoff);
 * an optional background refresher (``defer_refresh=False``) that renews ahead of the
   advisory window so no request waits on STS;
 * fork safety: the refresh lock, the STS client and the refresher thread are
@@ -18,6 +20,7 @@ refresh, frozen credentials for signing). This subclass adds, around the
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,9 +32,10 @@ from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredent
 from botocore.exceptions import NoCredentialsError
 from dateutil.parser import isoparse
 
-from . import lifecycle, refresh
+from . import lifecycle, reentry, refresh, schedule
 from .cache import FileCache
 from .errors import CredentialRefreshError
+from .schedule import Schedule
 
 logger = logging.getLogger("brs_autopatch")
 
@@ -50,6 +54,13 @@ class RefreshStats:
     background_fetches: int = 0
 
 
+class ExpiredAnswerError(RuntimeError):
+    """Credentials that expire before they can be used: an expired cache entry or method
+    answer, or a clock far ahead of STS's. Counted as a failed refresh (backoff), never
+    handed to botocore, which would raise its bare "still expired" RuntimeError per request.
+    """
+
+
 class RoleCredentials(DeferredRefreshableCredentials):
     """Refreshing credentials for one role (or one hop of a role chain)."""
 
@@ -64,6 +75,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
         cache: FileCache | None = None,
         cache_key: str | None = None,
         clock: Callable[[], float] = time.time,
+        previous: RoleCredentials | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         # One clock for every decision, ours and botocore's (injectable: the tests and
         # the bench simulate hours).
@@ -78,10 +91,21 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._windows = (advisory_refresh_seconds, mandatory_refresh_seconds)
         self._cache = cache
         self._cache_key = cache_key
+        # The previous hop of a role chain: started and stopped with this one.
+        self._previous = previous
+        self._rng = rng or random.Random()
+        self._jitter = self._rng.random()
+        self._schedule = schedule.choose(schedule.MIN_USABLE_SECONDS * 4)
+        self._advisory_refresh_timeout = self._schedule.advisory
+        self._mandatory_refresh_timeout = self._schedule.mandatory
         self._metadata: dict[str, Any] | None = None
         self._expiry_ts = 0.0
-        # Before this wall-clock time no request needs to look at expiry at all.
-        self._fresh_until = 0.0
+        # What the fast path reads: frozen credentials and, until when no request needs
+        # to look at expiry, as ONE tuple, replaced only after botocore stored the
+        # credentials it belongs to (see _publish).
+        self._published: tuple[ReadOnlyCredentials | None, float] = (None, 0.0)
+        # (access key, deadline) decided by the last _fetch, waiting to be published.
+        self._pending: tuple[str | None, float] = (None, 0.0)
         self._retry_after = 0.0
         self._last_error: CredentialRefreshError | None = None
         self._advisory_backoff = refresh.Backoff(refresh.ADVISORY_BACKOFF_BASE, refresh.ADVISORY_BACKOFF_CAP)
@@ -90,12 +114,25 @@ class RoleCredentials(DeferredRefreshableCredentials):
         )
         self._refresher = None if defer_refresh else lifecycle.Refresher(self)
         lifecycle.track(self)
-        if self._refresher is not None:
-            self.get_frozen_credentials()  # the first AssumeRole happens now; failures raise
+
+    def start(self) -> None:
+        """``defer_refresh=False``: fetch now (raising on failure) and refresh in the background.
+
+        The refresher starts even when the first fetch fails: it retries with backoff,
+        so a program that survives a failed start recovers without calling STS per request.
+        Does nothing for lazy (``defer_refresh=True``) credentials.
+        """
+        if self._previous is not None:
+            self._previous.start()
+        if self._refresher is None:
+            return
+        try:
+            self.get_frozen_credentials()
+        finally:
             self._refresher.start()
 
     def __repr__(self) -> str:
-        expiry = self.expiry_time.isoformat() if self._metadata else "not fetched yet"
+        expiry = _iso(self._expiry_ts) if self._metadata else "not fetched yet"
         return f"<RoleCredentials {self.label} expiry={expiry}>"
 
     def _utcnow(self) -> datetime:
@@ -107,10 +144,12 @@ class RoleCredentials(DeferredRefreshableCredentials):
     def get_frozen_credentials(self) -> ReadOnlyCredentials:
         if self._fetching_thread is not None and self._fetching_thread == threading.get_ident():
             return self._reentrant_credentials()
-        if self._clock() < self._fresh_until:
-            frozen: ReadOnlyCredentials = self._frozen_credentials  # type: ignore[attr-defined]
+        frozen, fresh_until = self._published
+        if self._clock() < fresh_until and frozen is not None:
             return frozen
-        return super().get_frozen_credentials()
+        result: ReadOnlyCredentials = super().get_frozen_credentials()
+        self._publish()
+        return result
 
     def frozen_if_fresh(self) -> ReadOnlyCredentials | None:
         """The frozen credentials when no refresh is due, else None. No lock, no I/O.
@@ -118,10 +157,20 @@ class RoleCredentials(DeferredRefreshableCredentials):
         For callers that must not block (an event loop): on None, run
         :meth:`get_frozen_credentials` off the loop.
         """
-        if self._clock() < self._fresh_until:
-            frozen: ReadOnlyCredentials = self._frozen_credentials  # type: ignore[attr-defined]
+        frozen, fresh_until = self._published
+        if self._clock() < fresh_until:
             return frozen
         return None
+
+    def _publish(self) -> None:
+        # Runs after botocore's refresh returned, so _frozen_credentials is what botocore
+        # stored. The deadline is published only together with the credentials it was
+        # computed for: a request never gets None (first fetch) or the previous,
+        # possibly expired key with a new deadline (recovery after an outage).
+        frozen: ReadOnlyCredentials | None = getattr(self, "_frozen_credentials", None)
+        key, fresh_until = self._pending
+        if frozen is not None and frozen.access_key == key:
+            self._published = (frozen, fresh_until)
 
     @property
     def expiry_time(self) -> datetime:
@@ -132,8 +181,17 @@ class RoleCredentials(DeferredRefreshableCredentials):
 
     @property
     def windows(self) -> tuple[int, int]:
-        """(advisory, mandatory) refresh windows in force, in seconds."""
-        return int(self._advisory_refresh_timeout), int(self._mandatory_refresh_timeout)
+        """(advisory, mandatory) windows in force for the current credentials, in seconds.
+
+        The advisory one is this refresh's jittered point inside the schedule's window
+        (see :attr:`schedule` for the nominal values).
+        """
+        return round(self._advisory_refresh_timeout), round(self._mandatory_refresh_timeout)
+
+    @property
+    def schedule(self) -> Schedule:
+        """The full schedule in force (advisory, mandatory, background lead)."""
+        return self._schedule
 
     # -- refresh_using: botocore calls this under self._refresh_lock -------------------
     def _guarded_fetch(self) -> Mapping[str, Any]:
@@ -149,9 +207,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         # boto3's default session holds them). botocore's lock is held by this thread, so
         # waiting would deadlock, and the current credentials would assume the role with
         # itself: sign with the method's source credentials instead.
-        from . import methods
-
-        frozen = methods.source_credentials()
+        frozen = reentry.source_credentials()
         if frozen is None:
             # What botocore raises for a request without credentials; the method's
             # failure is then reported as "no source credentials", permanent.
@@ -164,10 +220,10 @@ class RoleCredentials(DeferredRefreshableCredentials):
         remaining = self._expiry_ts - now if self._metadata is not None else None
         # "Grace": current credentials are good beyond the mandatory window, so a
         # failure here costs nothing but a later retry.
-        grace = remaining is not None and remaining > self._mandatory_refresh_timeout
+        grace = remaining is not None and remaining > self._schedule.mandatory
         if now < self._retry_after:
             if grace:
-                return self._served_during_backoff(now)
+                return self._served_during_backoff()
             if self._last_error is not None:
                 # A new instance per request: re-raising one object grows its traceback.
                 last = self._last_error
@@ -175,15 +231,15 @@ class RoleCredentials(DeferredRefreshableCredentials):
         started = time.monotonic()
         try:
             metadata, source = self._obtain(now, background)
+            expiry, chosen = self._plan(metadata, now)
         except Exception as error:
             return self._failed(error, now, grace, remaining)
-        self._install(metadata, now)
+        self._install(metadata, expiry, chosen)
         self.stats.fetches += 1
         if background:
             self.stats.background_fetches += 1
         else:
             self.stats.request_path_fetches += 1
-        advisory, mandatory = self.windows
         logger.info(
             "refreshed credentials for %s (session %s) from %s in %.0f ms: expire %s, "
             "next refresh %s, windows advisory %ss mandatory %ss",
@@ -193,8 +249,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             (time.monotonic() - started) * 1000,
             _iso(self._expiry_ts),
             _iso(self.next_refresh_time()),
-            advisory,
-            mandatory,
+            *self.windows,
         )
         return metadata
 
@@ -213,35 +268,56 @@ class RoleCredentials(DeferredRefreshableCredentials):
             return metadata, "STS"
 
     def _usable_from_cache(self, entry: Mapping[str, Any], now: float, background: bool) -> bool:
-        expiry = isoparse(entry["expiry_time"]).timestamp()
+        try:
+            expiry, chosen = self._plan(entry, now)
+        except Exception:
+            return False  # expired, or not a usable entry: a miss
         if expiry <= self._expiry_ts:  # not newer than what we hold: no refresh at all
             return False
-        lifetime = expiry - float(entry.get("issued_at", now))
-        advisory, _ = refresh.choose_windows(lifetime, *self._windows)
-        needed = advisory + (self._lead(advisory) if background else 0)
-        return bool(expiry - now > needed)
+        return bool(now < chosen.refresh_at(expiry, self._jitter, background=background))
 
-    def _install(self, metadata: dict[str, Any], now: float) -> None:
-        expiry = isoparse(metadata["expiry_time"]).timestamp()
-        lifetime = expiry - float(metadata.get("issued_at", now))
-        advisory, mandatory = refresh.choose_windows(lifetime, *self._windows)
-        # Per-instance windows: the same attributes botocore's constructor sets from
+    def _plan(self, metadata: Mapping[str, Any], now: float) -> tuple[float, Schedule]:
+        """Expiry and schedule for ``metadata``; ExpiredAnswerError if it is of no use.
+
+        Windows come from the lifetime at issue (``issued_at``), as botocore's coming
+        policy does; when less is left than that schedule needs (an entry shared
+        through the cache, a served answer), they are scaled to what is left.
+        """
+        expiry = isoparse(str(metadata["expiry_time"])).timestamp()
+        remaining = expiry - now
+        if remaining < schedule.MIN_USABLE_SECONDS:
+            raise ExpiredAnswerError(
+                f"the credentials expire at {_iso(expiry)}, {remaining:.0f} s from now by this "
+                "machine's clock: expired on arrival (is the clock right?)"
+            )
+        issued = float(metadata.get("issued_at", now))
+        chosen = schedule.choose(expiry - issued, *self._windows)
+        if chosen.advisory + chosen.lead > schedule.REUSE_FRACTION * remaining:
+            chosen = schedule.choose(remaining, *self._windows)
+        return expiry, chosen
+
+    def _install(self, metadata: dict[str, Any], expiry: float, chosen: Schedule) -> None:
+        self._schedule = chosen
+        # A fresh random point in the window for every refresh: a fleet started in the
+        # same second drifts apart instead of calling STS in the same second forever.
+        self._jitter = self._rng.random()
+        # Per-instance windows: the attributes botocore's constructor sets from
         # advisory_timeout/mandatory_timeout (DeferredRefreshableCredentials takes none).
-        self._advisory_refresh_timeout = advisory
-        self._mandatory_refresh_timeout = mandatory
+        self._advisory_refresh_timeout = chosen.advisory_at(self._jitter)
+        self._mandatory_refresh_timeout = chosen.mandatory
         self._metadata = metadata
         self._expiry_ts = expiry
-        self._fresh_until = expiry - advisory
+        self._pending = (metadata["access_key"], expiry - self._advisory_refresh_timeout)
         self._retry_after = 0.0
         self._last_error = None
         self._advisory_backoff.reset()
         self._mandatory_backoff.reset()
 
-    def _served_during_backoff(self, now: float) -> Mapping[str, Any]:
+    def _served_during_backoff(self) -> Mapping[str, Any]:
         # Returning the current credentials makes botocore keep them without logging a
         # traceback; the fast path skips refresh checks until the retry time.
-        self._fresh_until = self._retry_after
         assert self._metadata is not None
+        self._pending = (self._metadata["access_key"], self._retry_after)
         return self._metadata
 
     def _failed(
@@ -252,7 +328,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         if grace and remaining is not None:
             delay = self._advisory_backoff.next_delay(permanent=permanent)
             # Always try again before the mandatory window starts.
-            delay = min(delay, max(remaining - self._mandatory_refresh_timeout - 1, 1.0))
+            delay = min(delay, max(remaining - self._schedule.mandatory - 1, 1.0))
             self._retry_after = now + delay
             logger.warning(
                 "refresh of %s failed (%s); serving current credentials (valid %.0f s more), "
@@ -262,7 +338,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
                 remaining,
                 delay,
             )
-            return self._served_during_backoff(now)
+            return self._served_during_backoff()
         delay = self._mandatory_backoff.next_delay(permanent=permanent)
         self._retry_after = now + delay
         self._last_error = CredentialRefreshError(self.label, cause, transient=not permanent)
@@ -272,28 +348,16 @@ class RoleCredentials(DeferredRefreshableCredentials):
             cause,
             delay,
         )
-        raise self._last_error from error
+        raise self._last_error from None
 
     # -- lifecycle: see brs_autopatch.lifecycle -------------------------------------
-    @staticmethod
-    def _lead(advisory: int) -> float:
-        """How far ahead of the advisory window the background thread refreshes.
-
-        Any lead works: should STS take longer, requests entering the advisory window
-        find the refresh lock taken and keep the current credentials without waiting.
-        A short one keeps the background mode from refreshing more often than needed.
-        """
-        return min(advisory / 10, 30.0)
-
     def now(self) -> float:
         return self._clock()
 
     def next_refresh_time(self) -> float:
         """When the next refresh is due: on the request path, or in the background."""
-        advisory = self._advisory_refresh_timeout
-        if self._refresher is not None:
-            return max(self._retry_after, self._expiry_ts - advisory - self._lead(advisory))
-        return max(self._retry_after, self._expiry_ts - advisory)
+        due = self._schedule.refresh_at(self._expiry_ts, self._jitter, background=self._refresher is not None)
+        return max(self._retry_after, due)
 
     def refresh_in_background(self) -> None:
         with self._refresh_lock:
@@ -302,6 +366,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             # botocore's own refresh step, in advisory mode: a failure is logged by
             # _fetch and retried after its backoff; it never kills the thread.
             self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]
+        self._publish()
 
     @property
     def refresher_thread(self) -> threading.Thread | None:
@@ -309,19 +374,40 @@ class RoleCredentials(DeferredRefreshableCredentials):
         return self._refresher.thread if self._refresher is not None else None
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop the background refresher, if any (also done at interpreter exit)."""
+        """Stop the background refresher, if any, and the previous hop's (also at exit)."""
         if self._refresher is not None:
             self._refresher.stop(timeout)
+        if self._previous is not None:
+            self._previous.stop(timeout)
 
     def after_fork_in_child(self) -> None:
         # The child has one thread. A lock held by another parent thread at fork time
         # would stay held forever, the STS client's sockets belong to the parent, and
-        # the refresher thread did not survive the fork.
+        # the refresher thread did not survive the fork. The child draws its own jitter.
         self._refresh_lock = threading.Lock()
         self._fetcher = None
         self._fetching_thread = None  # a parent thread's id; a child thread may reuse it
+        self._rng = random.Random()
         if self._refresher is not None:
             self._refresher.restart_after_fork()
+
+
+class _QuietMandatoryFailures(logging.Filter):
+    """Drop botocore's traceback-per-request WARNING for failures we already reported.
+
+    Inside the mandatory window botocore logs "Refreshing temporary credentials failed"
+    with a full traceback on every failed request; RoleCredentials logs one line per
+    refresh attempt and raises CredentialRefreshError on the requests in between.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        info = record.exc_info
+        return not (info and isinstance(info[1], CredentialRefreshError))
+
+
+_FILTER = _QuietMandatoryFailures("brs_autopatch")
+if _FILTER not in logging.getLogger("botocore.credentials").filters:
+    logging.getLogger("botocore.credentials").addFilter(_FILTER)
 
 
 def _normalize(raw: Mapping[str, Any], now: float) -> dict[str, Any]:

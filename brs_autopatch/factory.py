@@ -45,10 +45,13 @@ def build(
     source: Callable[[], botocore.session.Session] = sources.plain_session,
     mfa_token_provider: TokenProvider | None = None,
     clock: Callable[[], float] = time.time,
+    start: bool = True,
 ) -> RoleCredentials:
-    """Build (but do not fetch, unless ``defer_refresh`` is off) the credentials.
+    """Build the credentials; with ``start`` and ``defer_refresh`` off, also fetch them.
 
-    ``clock`` is for simulations (tests, bench): every refresh decision uses it.
+    ``start=False`` builds without any network I/O; call ``credentials.start()`` later
+    (the installation does, outside its lock). ``clock`` is for simulations (tests,
+    bench): every refresh decision uses it.
     """
     method = methods.load(settings.method)
     client_kwargs = _client_kwargs(settings, source)
@@ -92,8 +95,11 @@ def build(
             cache=cache,
             cache_key=FileCache.key_for(settings.key(), str(index)) if cache else None,
             clock=clock,
+            previous=previous,
         )
     assert credentials is not None
+    if start:
+        credentials.start()
     return credentials
 
 

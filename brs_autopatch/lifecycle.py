@@ -7,6 +7,7 @@ knows about threads and processes, not about STS.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import weakref
@@ -33,10 +34,18 @@ class Refresher:
     # noticed within a minute. The tests shorten it to follow a simulated clock.
     max_sleep = 60.0
 
+    # After an unexpected error in a refresh, wait this long before the next look.
+    error_pause = 5.0
+
     def __init__(self, owner: Owner) -> None:
         self._owner = weakref.ref(owner)  # the thread must not keep its owner alive
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
+        # A dropped owner (RefreshableSession garbage-collected) stops its thread at
+        # once, not at the thread's next look at the clock (up to max_sleep later). The
+        # finalizer holds this list, not self: the event is replaced on restart.
+        self._events = [self._stop]
+        weakref.finalize(owner, _set_event, self._events)
 
     def start(self) -> None:
         if self.thread is not None and self.thread.is_alive():
@@ -45,6 +54,7 @@ class Refresher:
         if owner is None:
             return
         self._stop = threading.Event()
+        self._events[:] = [self._stop]
         self.thread = threading.Thread(target=self._run, name=f"brs-refresh {owner.label}", daemon=True)
         self.thread.start()
 
@@ -61,7 +71,20 @@ class Refresher:
                 del owner
                 self._stop.wait(min(wait, self.max_sleep))
                 continue
-            owner.refresh_in_background()
+            try:
+                owner.refresh_in_background()
+            except Exception as error:
+                # Never let the thread die silently: a refresh failure is normally
+                # handled (and logged) by the owner; anything else is a bug worth a line.
+                logger.warning(
+                    "background refresh of %s failed unexpectedly (%s); retrying in %.0f s",
+                    owner.label,
+                    type(error).__name__,
+                    self.error_pause,
+                )
+                del owner
+                self._stop.wait(self.error_pause)
+                continue
             del owner
 
     def stop(self, timeout: float) -> None:
@@ -76,6 +99,12 @@ class Refresher:
         self.start()
 
 
+def _set_event(events: list[threading.Event]) -> None:
+    for event in events:
+        event.set()
+
+
+logger = logging.getLogger("brs_autopatch")
 _live: weakref.WeakSet[Owner] = weakref.WeakSet()
 
 

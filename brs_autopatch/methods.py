@@ -15,11 +15,8 @@ callable) also sign with the *source* credentials while the method runs: see
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import sys
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -27,10 +24,10 @@ from typing import Any
 import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 from dateutil.parser import isoparse
 
-from . import sources
+from . import reentry
 from .errors import ConfigError
 from .mfa import TokenProvider, redact_botocore_logs
 from .settings import BUILTIN_METHODS, Settings
@@ -76,74 +73,14 @@ Method = Callable[[MethodContext], Fetch]
 
 
 # -- running a method -------------------------------------------------------------------
-# While a method runs (built or called), this thread's stack holds its source. Two
-# readers: the patch's credential provider (a session the method creates for itself
-# must not get the role credentials being fetched) and RoleCredentials (a request the
-# method signs with those very credentials, e.g. through boto3's default session, is
-# signed with the source instead: botocore's refresh lock is held by this thread, so
-# waiting for it would deadlock, and the role would otherwise assume itself).
-
-
-class _Running:
-    def __init__(self, source: Callable[[], botocore.session.Session]) -> None:
-        self.source = source
-        self.frozen: ReadOnlyCredentials | None = None
-
-
-_local = threading.local()
-
-
-def _stack() -> list[_Running]:
-    stack: list[_Running] | None = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    return stack
-
-
-@contextlib.contextmanager
-def _running(context: MethodContext) -> Iterator[None]:
-    stack = _stack()
-    stack.append(_Running(context.source))
-    default_before = _boto3_default_session()
-    try:
-        yield
-    finally:
-        stack.pop()
-        default_after = _boto3_default_session()
-        if default_after is not None and default_after is not default_before:
-            # boto3's default session was created by the method (boto3.client() inside
-            # it) and may have cached the source credentials: the application must
-            # get the role from it, so let it look its credentials up again.
-            sources.forget_loaded_credentials(sources.botocore_session_of(default_after))
-
-
-def _boto3_default_session() -> Any:
-    boto3 = sys.modules.get("boto3")
-    return getattr(boto3, "DEFAULT_SESSION", None)
-
-
-def fetching() -> bool:
-    """Whether this thread is running a credential method right now."""
-    return bool(getattr(_local, "stack", None))
-
-
-def source_credentials() -> ReadOnlyCredentials | None:
-    """The source credentials of the method running on this thread (None if none runs)."""
-    stack: list[_Running] | None = getattr(_local, "stack", None)
-    if not stack:
-        return None
-    running = stack[-1]
-    if running.frozen is None:
-        credentials = running.source().get_credentials()
-        if credentials is None:
-            return None
-        running.frozen = credentials.get_frozen_credentials()
-    return running.frozen
+# The thread-local "a method runs here" context lives in brs_autopatch.reentry.
+fetching = reentry.fetching
+source_credentials = reentry.source_credentials
 
 
 def make_fetcher(method: Method, context: MethodContext) -> Fetch:
     """``method(context)``, building and every call of the fetch marked as a method run."""
-    with _running(context):
+    with reentry.running(context.source):
         fetch = method(context)
     if not callable(fetch):
         raise MethodError(
@@ -151,9 +88,12 @@ def make_fetcher(method: Method, context: MethodContext) -> Fetch:
             "expected a function returning credentials"
         )
 
-    def run() -> Mapping[str, Any]:
-        with _running(context):
-            return fetch()
+    def run() -> dict[str, Any]:
+        with reentry.running(context.source):
+            answer = fetch()
+        # Every method's answer, plugins' included, is checked and normalised the same
+        # way; a bad one is a MethodError inside the engine's error handling (backoff).
+        return _check_answer(_name(method), answer)
 
     return run
 
@@ -208,10 +148,19 @@ def assume_role_method(context: MethodContext) -> Fetch:
 
     def fetch() -> Mapping[str, Any]:
         params = dict(context.params)
-        if mfa is not None:
-            # Asked for here, once per AssumeRole call: never per request, never reused.
-            params["TokenCode"] = mfa()
-        return from_sts_response(client.assume_role(**params))
+        if mfa is None:
+            return from_sts_response(client.assume_role(**params))
+        # Asked for here, once per AssumeRole call: never per request, never reused.
+        code = params["TokenCode"] = mfa()
+        try:
+            return from_sts_response(client.assume_role(**params))
+        except (EndpointConnectionError, ConnectTimeoutError):
+            # The request never reached STS, so the code is unspent: the retry may send
+            # it (a TOTP code lives 30 s; refusing it would wait for the next one).
+            release = getattr(mfa, "release", None)
+            if release is not None:
+                release(code)
+            raise
 
     return fetch
 

@@ -119,6 +119,11 @@ class OneUse:
         self._last = code
         return code
 
+    def release(self, code: str) -> None:
+        """``code`` never reached STS (no connection): it may be sent once more."""
+        if self._last == code:
+            self._last = None
+
 
 # -- keeping codes out of botocore's DEBUG log --------------------------------------------
 # botocore.endpoint logs every request's parameters at DEBUG ("Making request for

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import importer, logs
 from .errors import ConfigError
+from .installation import Installation
 from .settings import Settings, from_env
 
 logger = logging.getLogger("brs_autopatch")
@@ -31,30 +32,24 @@ MARKER = "__brs_autopatch__"
 
 _lock = threading.RLock()
 _generation = 0
+# The installation this copy of the package made last (None after unpatch()).
+_installed: Installation | None = None
 
-
-class PatchState:
-    """One installation: its settings, its initializer, what it replaced."""
-
-    def __init__(self, settings: Settings, generation: int) -> None:
-        self.settings = settings
-        self.generation = generation
-        self.active = True
-        self.warned = False
-        self.initializer: Any = None
-        self.saved_default_session: Any = None
-
-    def __repr__(self) -> str:
-        return f"<PatchState role={self.settings.role_arn} active={self.active}>"
+# The installation used to be called PatchState; the name stays for existing code.
+PatchState = Installation
 
 
 def install(settings: Settings | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """Patch boto3/botocore (now or when imported). True if a patch is, or will be, in place.
 
+    Calling it again with the same settings changes nothing (and re-applies a patch that
+    ``importlib.reload(botocore)`` dropped); with other settings the active installation
+    is replaced: its credentials and background threads are stopped.
+
     Bad settings raise :class:`ConfigError`, or with ``BRS_ON_ERROR=warn`` log one
     warning and patch nothing.
     """
-    global _generation
+    global _generation, _installed
     env = os.environ if environ is None else environ
     try:
         if settings is None:
@@ -73,14 +68,21 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
         )
         return False
     with _lock:
-        _generation += 1
-        state = PatchState(settings, _generation)
+        previous = _installed
+        if previous is not None and previous.active and previous.settings.key() == settings.key():
+            state = previous  # the same installation again: only check it is still in place
+        else:
+            if previous is not None and previous.active:
+                logger.info("replacing the active brs_autopatch installation (other settings)")
+                unpatch()
+            _generation += 1
+            state = _installed = Installation(settings, _generation)
     importer.when_imported("botocore", _hook(state, _patch_botocore))
     importer.when_imported("boto3", _hook(state, _patch_boto3))
     return True
 
 
-def _hook(state: PatchState, apply: Any) -> importer.Hook:
+def _hook(state: Installation, apply: Any) -> importer.Hook:
     def hook(module: ModuleType) -> None:
         if state.generation != _generation:
             return  # unpatch() or a newer install() came after this hook was registered
@@ -89,9 +91,17 @@ def _hook(state: PatchState, apply: Any) -> importer.Hook:
     return hook
 
 
-def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
+def _patch_botocore(botocore: ModuleType, state: Installation) -> None:
     with _lock:
         current = getattr(botocore, MARKER, None)
+        if current is state and state.initializer is not None:
+            if _still_registered(botocore, state.initializer):
+                return
+            # importlib.reload(botocore) re-ran botocore/__init__.py: its initializer list
+            # is new and empty while our marker (an attribute it does not set) survived.
+            logger.warning("botocore was reloaded, which dropped the patch: patching it again")
+            botocore.register_initializer(state.initializer)
+            return
         if current is not None and current.active:
             logger.debug("botocore already patched by %r", current)
             return
@@ -110,7 +120,18 @@ def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:
     )
 
 
-def _patch_boto3(boto3: Any, state: PatchState) -> None:
+def _still_registered(botocore: ModuleType, initializer: Any) -> bool:
+    # botocore has no public "is registered" query; unregister_initializer raises
+    # ValueError for an unknown callback, so unregister and register again.
+    try:
+        botocore.unregister_initializer(initializer)
+    except ValueError:
+        return False
+    botocore.register_initializer(initializer)
+    return True
+
+
+def _patch_boto3(boto3: Any, state: Installation) -> None:
     """Replace a default session made before install, unless it was explicit."""
     botocore = sys.modules.get("botocore")
     if getattr(botocore, MARKER, None) is not state:
@@ -134,29 +155,39 @@ def _patch_boto3(boto3: Any, state: PatchState) -> None:
 def unpatch() -> bool:
     """Undo install(): stop patching new sessions, restore the default session if ours.
 
-    Sessions that already hold the role credentials keep them; sessions that have
+    The installation's credentials stop (background thread included) and are dropped.
+    Sessions that already hold them keep them (refreshing on use); sessions that have
     not loaded credentials yet fall back to botocore's chain. True if anything was undone.
     """
-    global _generation
+    global _generation, _installed
     with _lock:
         _generation += 1  # hooks registered earlier now do nothing
+        ours, _installed = _installed, None
         botocore = sys.modules.get("botocore")
         state = getattr(botocore, MARKER, None)
+        if ours is not None and ours is not state:
+            ours.stop()  # installed, but botocore never arrived (or another copy patched)
         if botocore is None or state is None:
-            return False
-        state.active = False
-        if state.initializer is not None:
-            with contextlib.suppress(ValueError):
-                botocore.unregister_initializer(state.initializer)
-        delattr(botocore, MARKER)
-        boto3: Any = sys.modules.get("boto3")
-        if boto3 is not None and _is_ours(boto3.DEFAULT_SESSION, state):
-            boto3.DEFAULT_SESSION = state.saved_default_session
+            return ours is not None
+        _deactivate(botocore, state)
+        state.stop()
     logger.debug("unpatched")
     return True
 
 
-def _is_ours(session: Any, state: PatchState) -> bool:
+def _deactivate(botocore: ModuleType, state: Installation) -> None:
+    state.active = False
+    if state.initializer is not None:
+        with contextlib.suppress(ValueError):
+            botocore.unregister_initializer(state.initializer)
+    if getattr(botocore, MARKER, None) is state:
+        delattr(botocore, MARKER)
+    boto3: Any = sys.modules.get("boto3")
+    if boto3 is not None and _is_ours(getattr(boto3, "DEFAULT_SESSION", None), state):
+        boto3.DEFAULT_SESSION = state.saved_default_session
+
+
+def _is_ours(session: Any, state: Installation) -> bool:
     if session is None:
         return False
     from .sources import botocore_session_of
@@ -165,21 +196,26 @@ def _is_ours(session: Any, state: PatchState) -> bool:
     return getattr(resolver, "state", None) is state
 
 
-def current() -> PatchState | None:
+def current() -> Installation | None:
     """The active installation, if botocore is imported and patched."""
-    state: PatchState | None = getattr(sys.modules.get("botocore"), MARKER, None)
+    state: Installation | None = getattr(sys.modules.get("botocore"), MARKER, None)
     return state
 
 
 @contextlib.contextmanager
-def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterator[PatchState | None]:
-    """``with patched(role_arns=("arn:...",)):`` — install for a block, then unpatch.
+def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterator[Installation | None]:
+    """``with patched(role_arns=("arn:...",)):`` — install for a block, then undo exactly that.
 
-    Pass ``environ`` (a mapping of BRS_* variables) or Settings fields. For tests.
+    Pass ``environ`` (a mapping of BRS_* variables) or Settings fields. Blocks nest: the
+    installation active before the block (its settings) is back after it. For tests.
     """
     chosen = Settings(**settings) if settings else None
+    with _lock:
+        outer = _installed.settings if _installed is not None and _installed.active else None
     install(chosen, environ)
     try:
         yield current()
     finally:
         unpatch()
+        if outer is not None:
+            install(outer)

@@ -9,8 +9,7 @@ name (the AWS CLI's ``get_provider('assume-role')``) keep working.
 from __future__ import annotations
 
 import logging
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import botocore.session
 from botocore.credentials import (
@@ -20,27 +19,17 @@ from botocore.credentials import (
     create_credential_resolver,
 )
 
-from . import factory, methods
+from . import reentry
 from .credentials import RoleCredentials
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .patch import PatchState
+from .installation import Installation
 
 logger = logging.getLogger("brs_autopatch")
 
-_shared: dict[str, RoleCredentials] = {}
-_shared_lock = threading.Lock()
 
-
-def shared_credentials(state: PatchState) -> RoleCredentials:
-    """The one credentials object per settings that every patched session shares."""
-    key = state.settings.key()
-    with _shared_lock:
-        credentials = _shared.get(key)
-        if credentials is None:
-            credentials = _shared[key] = factory.build(state.settings)
-        return credentials
+def shared_credentials(state: Installation) -> RoleCredentials:
+    """The one credentials object of an installation, shared by every patched session."""
+    return state.credentials()
 
 
 class RoleProvider(CredentialProvider):
@@ -49,7 +38,7 @@ class RoleProvider(CredentialProvider):
     METHOD = "brs-autopatch"
     CANONICAL_NAME = "brs-autopatch"
 
-    def __init__(self, session: botocore.session.Session, state: PatchState) -> None:
+    def __init__(self, session: botocore.session.Session, state: Installation) -> None:
         super().__init__()
         self._session = session
         self._state = state
@@ -60,12 +49,12 @@ class RoleProvider(CredentialProvider):
             return None  # unpatched since this session was made: botocore's chain decides
         if self._session.instance_variables().get("profile"):
             return None  # an explicit profile_name: the caller chose its credentials
-        if methods.fetching():
+        if reentry.fetching():
             # A session a credential method makes for itself (boto3.client() in a
             # BRS_CUSTOM_METHOD callable): the shared credentials if they exist (their
             # requests from this thread are signed with the source, see RoleCredentials),
             # botocore's chain while they are being built by this very thread.
-            return _shared.get(state.settings.key())
+            return state.existing()
         try:
             return shared_credentials(state)
         except ConfigError as error:
@@ -80,7 +69,7 @@ class RoleProvider(CredentialProvider):
 class RoleFirstResolver(CredentialResolver):
     """botocore's default resolver with :class:`RoleProvider` first, built on first use."""
 
-    def __init__(self, session: botocore.session.Session, state: PatchState) -> None:
+    def __init__(self, session: botocore.session.Session, state: Installation) -> None:
         # No super().__init__(): the chain is created lazily, like botocore's own
         # lazily registered 'credential_provider' component.
         self._session = session
@@ -112,6 +101,6 @@ class RoleFirstResolver(CredentialResolver):
         return loaded
 
 
-def patch_session(session: botocore.session.Session, state: PatchState) -> None:
+def patch_session(session: botocore.session.Session, state: Installation) -> None:
     """The botocore initializer: runs at the end of every Session.__init__."""
     session.register_component("credential_provider", RoleFirstResolver(session, state))
