@@ -15,14 +15,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import scenarios
+from . import fleet, scenarios
 from .candidates import CANDIDATES, select, versions
 from .env import bench_env, process_server
 from .report import Table, chart
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day")
-ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions")
+SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day", "fleet")
+ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions", "fleet")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +35,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("latency", "e. worst request latency across a refresh with STS slowed to 2 s"),
         ("sessions", "f. 32 threads each with its own session"),
         ("day", "AssumeRole calls over a simulated day per lifetime (the chart)"),
+        ("fleet", "g. 1000 processes started together: peak AssumeRole/s, jitter or not"),
     ):
         parser.add_argument(f"--{name}", action="store_true", help=help_text)
     parser.add_argument("--candidates", help="comma-separated subset of: "
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in chosen:
             t0 = time.perf_counter()
             done(scenarios.latency(cands, env, opts), time.perf_counter() - t0)
+        if "fleet" in chosen:
+            t0 = time.perf_counter()
+            done(fleet.fleet(hours=1.5 if args.quick else 3.0), time.perf_counter() - t0)
         sims = {s: s in chosen for s in ("timeline", "threads", "sessions", "day")}
         if any(sims.values()):
             t0 = time.perf_counter()
