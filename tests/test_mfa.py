@@ -147,7 +147,8 @@ def test_three_refreshes_three_command_runs_each_code_sent_once(
     assert sts.count("sts:GetCallerIdentity") == 4 * CALLS_BETWEEN_REFRESHES
     # Every refresh was botocore's request-path refresh, not a side channel.
     assert creds.stats.request_path_fetches == 4 and creds.stats.failures == 0
-    assert (creds.schedule.advisory, creds.schedule.mandatory) == (300, 60)  # 900 s credentials, consistent timeline
+    # 900 s credentials on a consistent timeline:
+    assert (creds.schedule.advisory, creds.schedule.mandatory) == (300, 60)
 
 
 def test_refreshable_session_provider_called_once_per_refresh_even_from_threads(
