@@ -23,6 +23,8 @@ import logging
 import random
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -112,6 +114,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._mandatory_backoff = refresh.Backoff(
             refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP
         )
+        self._issued: deque[str] = deque(maxlen=_ISSUED_PER_OBJECT)
         self._refresher = None if defer_refresh else lifecycle.Refresher(self)
         lifecycle.track(self)
 
@@ -308,10 +311,20 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._metadata = metadata
         self._expiry_ts = expiry
         self._pending = (metadata["access_key"], expiry - self._advisory_refresh_timeout)
+        self._remember_issued(metadata["access_key"])
         self._retry_after = 0.0
         self._last_error = None
         self._advisory_backoff.reset()
         self._mandatory_backoff.reset()
+
+    def _remember_issued(self, access_key: str) -> None:
+        # For brs_autopatch.adopt: which object issued a key a program may copy around.
+        if access_key in self._issued:
+            return
+        if len(self._issued) == self._issued.maxlen:
+            _ISSUED.pop(self._issued[0], None)
+        self._issued.append(access_key)
+        _ISSUED[access_key] = self
 
     def _served_during_backoff(self) -> Mapping[str, Any]:
         # Returning the current credentials makes botocore keep them without logging a
@@ -390,6 +403,17 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._rng = random.Random()
         if self._refresher is not None:
             self._refresher.restart_after_fork()
+
+
+# Access key id -> the live credentials object that issued it (brs_autopatch.adopt).
+# Each object keeps its last few keys: a copy older than that has long expired anyway.
+_ISSUED_PER_OBJECT = 16
+_ISSUED: weakref.WeakValueDictionary[str, RoleCredentials] = weakref.WeakValueDictionary()
+
+
+def issuer_of(access_key: str) -> RoleCredentials | None:
+    """The live RoleCredentials that issued ``access_key``, if any."""
+    return _ISSUED.get(access_key)
 
 
 class _QuietMandatoryFailures(logging.Filter):

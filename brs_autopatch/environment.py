@@ -39,6 +39,8 @@ VARIABLES: dict[str, str] = {
     "BRS_METHOD": "how credentials are obtained: sts (default), web-identity, custom, or a plugin",
     "BRS_WEB_IDENTITY_TOKEN_FILE": "token file for the web-identity method, re-read every refresh",
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
+    "BRS_PROFILE": "take the role (role_arn, source_profile, mfa_serial, ...) from this AWS config profile",
+    "BRS_ADOPT_OWN_KEYS": "explicit keys that these credentials issued get the refreshing ones, default true",
 }
 
 SECRET_VARIABLES = frozenset({"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS"})

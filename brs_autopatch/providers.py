@@ -104,3 +104,7 @@ class RoleFirstResolver(CredentialResolver):
 def patch_session(session: botocore.session.Session, state: Installation) -> None:
     """The botocore initializer: runs at the end of every Session.__init__."""
     session.register_component("credential_provider", RoleFirstResolver(session, state))
+    if state.settings.adopt_own_keys:
+        from . import adopt
+
+        session.register(adopt.EVENT, adopt.before_sign, unique_id="brs-autopatch-adopt")

@@ -67,6 +67,11 @@ class Settings:
     method: str = "sts"
     web_identity_token_file: str | None = None
     custom_method: str | None = None
+    # An AWS config profile to take the role from (resolved when botocore is loaded).
+    profile: str | None = None
+    # The profile whose credentials call STS (a profile's source_profile).
+    source_profile: str | None = None
+    adopt_own_keys: bool = True
 
     @property
     def role_arn(self) -> str | None:
@@ -76,7 +81,7 @@ class Settings:
     @property
     def active(self) -> bool:
         """Whether patching should happen at all."""
-        return self.enabled and bool(self.role_arns or self.method != "sts")
+        return self.enabled and bool(self.role_arns or self.profile or self.method != "sts")
 
     def key(self) -> str:
         """A stable string identifying the credentials these settings produce.
@@ -87,7 +92,7 @@ class Settings:
         fields = {
             name: value
             for name, value in self.__dict__.items()
-            if name not in {"enabled", "log_level", "on_error", "propagate"}
+            if name not in {"enabled", "log_level", "on_error", "propagate", "adopt_own_keys"}
         }
         return json.dumps(fields, sort_keys=True, default=str)
 
@@ -165,6 +170,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ("BRS_ENABLED", "enabled"),
         ("BRS_DEFER_REFRESH", "defer_refresh"),
         ("BRS_PROPAGATE", "propagate"),
+        ("BRS_ADOPT_OWN_KEYS", "adopt_own_keys"),
     ):
         raw = _get(env, name)
         if raw is not None:
@@ -185,6 +191,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     raw = _get(env, "BRS_CACHE_DIR")
     if raw is not None:
         values["cache_dir"] = os.path.abspath(os.path.expanduser(raw.strip()))
+    raw = _get(env, "BRS_PROFILE")
+    if raw is not None:
+        if not re.fullmatch(r"[\w.@+=,:/-]{1,128}", raw.strip()):
+            raise bad("BRS_PROFILE", raw, "the name of a profile in the AWS config file")
+        values["profile"] = raw.strip()
     _parse_mfa(env, values)
     _parse_method(env, values)
     return Settings(**values)

@@ -79,6 +79,18 @@ def forget_loaded_credentials(session: botocore.session.Session) -> None:
     session._credentials = None  # type: ignore[attr-defined]
 
 
+# botocore's RequestSigner keeps the client's credentials in `_credentials` (no public
+# setter); adopting our own keys (brs_autopatch.adopt) reads and replaces them here.
+
+
+def signer_credentials(signer: Any) -> Any:
+    return getattr(signer, "_credentials", None)
+
+
+def set_signer_credentials(signer: Any, credentials: Any) -> None:
+    signer._credentials = credentials
+
+
 def botocore_session_of(session: Any) -> botocore.session.Session:
     """The botocore session inside a boto3.Session (boto3 keeps it in `_session`)."""
     inner: botocore.session.Session = session._session

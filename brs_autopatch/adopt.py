@@ -1,0 +1,53 @@
+"""Adopting our own keys: explicit keys that our refreshing credentials issued.
+
+Libraries such as dlt, django-storages, dbt-athena or s3fs (``key=/secret=/token=``) read
+``get_frozen_credentials()`` once and pass the copy back to boto3 as *explicit* keys.
+"Explicit wins" would then keep that frozen copy until it expires mid-run. When a
+client is about to sign with static keys whose access key id one of this process's
+:class:`~brs_autopatch.credentials.RoleCredentials` issued, it signs with those
+refreshing credentials instead: the same identity, and they never expire. Foreign keys
+are left alone. ``BRS_ADOPT_OWN_KEYS=false`` turns this off.
+
+Hooked on botocore's public ``before-sign`` event; the signer keeps its credentials in
+a private attribute, read and replaced in :mod:`brs_autopatch.sources` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botocore.credentials import RefreshableCredentials
+
+from . import sources
+from .credentials import issuer_of
+
+logger = logging.getLogger("brs_autopatch")
+
+EVENT = "before-sign"
+
+
+def before_sign(request_signer: Any = None, **_: Any) -> None:
+    """The ``before-sign`` handler: swap our own frozen keys for the refreshing credentials."""
+    if request_signer is None:
+        return
+    current = sources.signer_credentials(request_signer)
+    if current is None or isinstance(current, RefreshableCredentials):
+        return  # no credentials, or refreshing ones (ours or botocore's) already
+    access_key = getattr(current, "access_key", None)
+    if not isinstance(access_key, str):
+        return
+    owner = issuer_of(access_key)
+    if owner is None:
+        return  # a foreign key: whoever is explicit wins
+    if type(request_signer).__module__.startswith("aiobotocore"):
+        # An async signer awaits get_frozen_credentials(): it needs the async view.
+        from . import aio_adopt
+
+        replacement: Any = aio_adopt.async_view(owner)
+        if replacement is None:
+            return
+    else:
+        replacement = owner
+    sources.set_signer_credentials(request_signer, replacement)
+    logger.debug("client given a copy of %s's keys now signs with the refreshing credentials", owner.label)
