@@ -127,6 +127,16 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     if not settings.enabled:
         report.line("result", "not checked: BRS_ENABLED is false, programs run unpatched")
         return False
+    if settings.profile:
+        from . import profiles
+
+        try:
+            resolved, origins = profiles.resolve(settings)
+        except ConfigError as error:
+            raise CheckFailed(str(error)) from None
+        shown = resolved.redacted()
+        for name, origin in origins.items():
+            report.line(f"  {name}", f"{shown.get(name, '')} (from {origin})")
     if not settings.active:
         raise CheckFailed("BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn)")
 
@@ -143,7 +153,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     from . import factory
 
     if settings.method == "sts":
-        _check_source(report)
+        _check_source(report, _source_profile(settings))
     if settings.cache_dir:
         _check_cache_dir(settings.cache_dir, report)
 
@@ -223,12 +233,20 @@ def _check_libraries(report: Report) -> None:
         raise CheckFailed("; ".join(problems))
 
 
-def _check_source(report: Report) -> None:
+def _source_profile(settings: Settings) -> str | None:
+    if not settings.profile:
+        return None
+    from . import profiles
+
+    return profiles.resolve(settings)[0].source_profile
+
+
+def _check_source(report: Report, profile: str | None = None) -> None:
     """Which of botocore's providers supplies the credentials that call AssumeRole."""
     from . import sources
 
     try:
-        found = sources.plain_session().get_credentials()
+        found = sources.plain_session(profile).get_credentials()
     except Exception as error:
         raise CheckFailed(f"could not load the source credentials: {_describe(error)}") from None
     if found is None:

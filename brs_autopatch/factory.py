@@ -16,7 +16,7 @@ from typing import Any
 import botocore.session
 from botocore.config import Config
 
-from . import methods, sources
+from . import methods, profiles, sources
 from .cache import FileCache
 from .credentials import RoleCredentials
 from .errors import ConfigError
@@ -53,6 +53,9 @@ def build(
     (the installation does, outside its lock). ``clock`` is for simulations (tests,
     bench): every refresh decision uses it.
     """
+    settings, _ = profiles.resolve(settings)
+    if settings.source_profile is not None and source is sources.plain_session:
+        source = functools.partial(sources.plain_session, settings.source_profile)
     method = methods.load(settings.method)
     client_kwargs = _client_kwargs(settings, source)
     cache = FileCache(settings.cache_dir) if settings.cache_dir else None

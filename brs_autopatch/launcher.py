@@ -338,7 +338,7 @@ def validate(env: Mapping[str, str]) -> bool:
             "(or --role-arn; BRS_ENABLED=false runs the program unpatched)"
         )
     _check_method(settings.method)
-    if settings.assume_role_kwargs or settings.sts_client_kwargs:
+    if settings.assume_role_kwargs or settings.sts_client_kwargs or settings.profile:
         # Keys are checked against botocore's STS model: worth loading botocore for.
         # Build only: no STS call, no cache directory, no background thread.
         from .factory import build
