@@ -47,7 +47,9 @@ def profile_env(tmp_path: Path) -> dict[str, str | None]:
     return {"AWS_CONFIG_FILE": str(config), "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
 
 
-def test_role_profile_signs_as_the_role(sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]) -> None:
+def test_role_profile_signs_as_the_role(
+    sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]
+) -> None:
     result = run_python(WHO, env={**profile_env, "BRS_PROFILE": "prod"}, check=True)
     assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/prod/from-profile"
     (call,) = sts.calls("sts:AssumeRole")
@@ -56,29 +58,45 @@ def test_role_profile_signs_as_the_role(sts: StsServer, run_python: RunPython, p
     assert call["params"]["RoleArn"] == "arn:aws:iam::123456789012:role/prod"
 
 
-def test_profile_chain_becomes_a_role_chain(sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]) -> None:
+def test_profile_chain_becomes_a_role_chain(
+    sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]
+) -> None:
     result = run_python(WHO, env={**profile_env, "BRS_PROFILE": "chained"}, check=True)
     assert result.stdout.strip().startswith("arn:aws:sts::123456789012:assumed-role/second/")
     first, second = sts.calls("sts:AssumeRole")
-    assert (first["params"]["RoleArn"], first["access_key_id"]) == ("arn:aws:iam::123456789012:role/prod", SOURCE_KEY)
+    assert (first["params"]["RoleArn"], first["access_key_id"]) == (
+        "arn:aws:iam::123456789012:role/prod",
+        SOURCE_KEY,
+    )
     assert second["params"]["RoleArn"] == "arn:aws:iam::123456789012:role/second"
     assert second["access_key_id"] not in (SOURCE_KEY, None)
 
 
-def test_self_sourced_profile(sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]) -> None:
+def test_self_sourced_profile(
+    sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]
+) -> None:
     result = run_python(WHO, env={**profile_env, "BRS_PROFILE": "self"}, check=True)
     assert "assumed-role/selfsourced/" in result.stdout
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == "AKIDSELFSOURCED00000"
 
 
-def test_explicit_brs_values_win(sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]) -> None:
-    env = {**profile_env, "BRS_PROFILE": "prod", "BRS_ROLE_SESSION_NAME": "explicit", "BRS_DURATION_SECONDS": "900"}
+def test_explicit_brs_values_win(
+    sts: StsServer, run_python: RunPython, profile_env: dict[str, str | None]
+) -> None:
+    env = {
+        **profile_env,
+        "BRS_PROFILE": "prod",
+        "BRS_ROLE_SESSION_NAME": "explicit",
+        "BRS_DURATION_SECONDS": "900",
+    }
     result = run_python(WHO, env=env, check=True)
     assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/prod/explicit"
     assert sts.calls("sts:AssumeRole")[0]["params"]["DurationSeconds"] == "900"
 
 
-def _brs_run(args: list[str], env: dict[str, str | None], base: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _brs_run(
+    args: list[str], env: dict[str, str | None], base: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     full = dict(base)
     full["PYTHONPATH"] = str(REPO_ROOT)
     full["HOME"] = str(tmp_path)
@@ -88,24 +106,30 @@ def _brs_run(args: list[str], env: dict[str, str | None], base: dict[str, str], 
         else:
             full[name] = value
     return subprocess.run(
-        [sys.executable, "-m", "brs_autopatch", *args], env=full, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "brs_autopatch", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
         stdin=subprocess.DEVNULL,
     )
 
 
-@pytest.mark.parametrize(
-    "profile, message",
-    [
-        ("missing", "no profile 'missing'"),
-        ("norole", "has no role_arn"),
-    ],
-)
+@pytest.mark.parametrize("case", [("missing", "no profile 'missing'"), ("norole", "has no role_arn")])
 def test_unusable_profile_is_a_one_line_error_before_start(
-    sts: StsServer, aws_env: dict[str, str], profile_env: dict[str, str | None], tmp_path: Path, profile: str, message: str
+    sts: StsServer,
+    aws_env: dict[str, str],
+    profile_env: dict[str, str | None],
+    tmp_path: Path,
+    case: tuple[str, str],
 ) -> None:
+    profile, message = case
     marker = tmp_path / "started"
     result = _brs_run(
-        ["python", "-c", f"open({str(marker)!r}, 'w')"], {**profile_env, "BRS_PROFILE": profile}, aws_env, tmp_path
+        ["python", "-c", f"open({str(marker)!r}, 'w')"],
+        {**profile_env, "BRS_PROFILE": profile},
+        aws_env,
+        tmp_path,
     )
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
