@@ -20,7 +20,7 @@ from typing import Any
 from botocore.credentials import RefreshableCredentials
 
 from . import sources
-from .credentials import issuer_of
+from .issued import issuer_of
 
 logger = logging.getLogger("brs_autopatch")
 

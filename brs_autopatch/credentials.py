@@ -23,7 +23,6 @@ import logging
 import random
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,14 +31,14 @@ from typing import Any
 
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError
-from dateutil.parser import isoparse
 
-from . import lifecycle, reentry, refresh, schedule
+from . import answers, botocore_logging, issued, lifecycle, reentry, refresh, schedule
 from .cache import FileCache
 from .errors import CredentialRefreshError
 from .schedule import Schedule
 
 logger = logging.getLogger("brs_autopatch")
+botocore_logging.quiet_our_refresh_failures()
 
 Fetch = Callable[[], Mapping[str, Any]]
 METHOD = "brs-autopatch"
@@ -54,13 +53,6 @@ class RefreshStats:
     failures: int = 0
     request_path_fetches: int = 0  # refreshes that ran on an application thread
     background_fetches: int = 0
-
-
-class ExpiredAnswerError(RuntimeError):
-    """Credentials that expire before they can be used: an expired cache entry or method
-    answer, or a clock far ahead of STS's. Counted as a failed refresh (backoff), never
-    handed to botocore, which would raise its bare "still expired" RuntimeError per request.
-    """
 
 
 class RoleCredentials(DeferredRefreshableCredentials):
@@ -114,7 +106,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._mandatory_backoff = refresh.Backoff(
             refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP
         )
-        self._issued: deque[str] = deque(maxlen=_ISSUED_PER_OBJECT)
+        self._issued: deque[str] = deque(maxlen=issued.PER_OWNER)
         self._refresher = None if defer_refresh else lifecycle.Refresher(self)
         lifecycle.track(self)
 
@@ -135,7 +127,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             self._refresher.start()
 
     def __repr__(self) -> str:
-        expiry = _iso(self._expiry_ts) if self._metadata else "not fetched yet"
+        expiry = answers.iso(self._expiry_ts) if self._metadata else "not fetched yet"
         return f"<RoleCredentials {self.label} expiry={expiry}>"
 
     def _utcnow(self) -> datetime:
@@ -234,7 +226,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         started = time.monotonic()
         try:
             metadata, source = self._obtain(now, background)
-            expiry, chosen = self._plan(metadata, now)
+            expiry, chosen = answers.plan(metadata, now, self._windows)
         except Exception as error:
             return self._failed(error, now, grace, remaining)
         self._install(metadata, expiry, chosen)
@@ -250,8 +242,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
             metadata.get("session_name", "-"),
             source,
             (time.monotonic() - started) * 1000,
-            _iso(self._expiry_ts),
-            _iso(self.next_refresh_time()),
+            answers.iso(self._expiry_ts),
+            answers.iso(self.next_refresh_time()),
             *self.windows,
         )
         return metadata
@@ -260,44 +252,24 @@ class RoleCredentials(DeferredRefreshableCredentials):
         if self._fetcher is None:
             self._fetcher = self._factory()
         if self._cache is None or self._cache_key is None:
-            return _normalize(self._fetcher(), now), "STS"
+            return answers.normalize(self._fetcher(), now), "STS"
         with self._cache.locked(self._cache_key):
             entry = self._cache.get(self._cache_key)
             if entry is not None and self._usable_from_cache(entry, now, background):
                 self.stats.cache_hits += 1
                 return entry, "cache"
-            metadata = _normalize(self._fetcher(), now)
+            metadata = answers.normalize(self._fetcher(), now)
             self._cache.put(self._cache_key, metadata)
             return metadata, "STS"
 
     def _usable_from_cache(self, entry: Mapping[str, Any], now: float, background: bool) -> bool:
         try:
-            expiry, chosen = self._plan(entry, now)
+            expiry, chosen = answers.plan(entry, now, self._windows)
         except Exception:
             return False  # expired, or not a usable entry: a miss
         if expiry <= self._expiry_ts:  # not newer than what we hold: no refresh at all
             return False
         return bool(now < chosen.refresh_at(expiry, self._jitter, background=background))
-
-    def _plan(self, metadata: Mapping[str, Any], now: float) -> tuple[float, Schedule]:
-        """Expiry and schedule for ``metadata``; ExpiredAnswerError if it is of no use.
-
-        Windows come from the lifetime at issue (``issued_at``), as botocore's coming
-        policy does; when less is left than that schedule needs (an entry shared
-        through the cache, a served answer), they are scaled to what is left.
-        """
-        expiry = isoparse(str(metadata["expiry_time"])).timestamp()
-        remaining = expiry - now
-        if remaining < schedule.MIN_USABLE_SECONDS:
-            raise ExpiredAnswerError(
-                f"the credentials expire at {_iso(expiry)}, {remaining:.0f} s from now by this "
-                "machine's clock: expired on arrival (is the clock right?)"
-            )
-        issued = float(metadata.get("issued_at", now))
-        chosen = schedule.choose(expiry - issued, *self._windows)
-        if chosen.advisory + chosen.lead > schedule.REUSE_FRACTION * remaining:
-            chosen = schedule.choose(remaining, *self._windows)
-        return expiry, chosen
 
     def _install(self, metadata: dict[str, Any], expiry: float, chosen: Schedule) -> None:
         self._schedule = chosen
@@ -322,9 +294,9 @@ class RoleCredentials(DeferredRefreshableCredentials):
         if access_key in self._issued:
             return
         if len(self._issued) == self._issued.maxlen:
-            _ISSUED.pop(self._issued[0], None)
+            issued.forget(self._issued[0])
         self._issued.append(access_key)
-        _ISSUED[access_key] = self
+        issued.remember(access_key, self)
 
     def _served_during_backoff(self) -> Mapping[str, Any]:
         # Returning the current credentials makes botocore keep them without logging a
@@ -403,50 +375,3 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._rng = random.Random()
         if self._refresher is not None:
             self._refresher.restart_after_fork()
-
-
-# Access key id -> the live credentials object that issued it (brs_autopatch.adopt).
-# Each object keeps its last few keys: a copy older than that has long expired anyway.
-_ISSUED_PER_OBJECT = 16
-_ISSUED: weakref.WeakValueDictionary[str, RoleCredentials] = weakref.WeakValueDictionary()
-
-
-def issuer_of(access_key: str) -> RoleCredentials | None:
-    """The live RoleCredentials that issued ``access_key``, if any."""
-    return _ISSUED.get(access_key)
-
-
-class _QuietMandatoryFailures(logging.Filter):
-    """Drop botocore's traceback-per-request WARNING for failures we already reported.
-
-    Inside the mandatory window botocore logs "Refreshing temporary credentials failed"
-    with a full traceback on every failed request; RoleCredentials logs one line per
-    refresh attempt and raises CredentialRefreshError on the requests in between.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        info = record.exc_info
-        return not (info and isinstance(info[1], CredentialRefreshError))
-
-
-_FILTER = _QuietMandatoryFailures("brs_autopatch")
-if _FILTER not in logging.getLogger("botocore.credentials").filters:
-    logging.getLogger("botocore.credentials").addFilter(_FILTER)
-
-
-def _normalize(raw: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """A method's answer -> botocore's metadata dict with an ISO-8601 expiry string."""
-    metadata = dict(raw)
-    expiry = metadata["expiry_time"]
-    if isinstance(expiry, datetime):
-        if expiry.tzinfo is None:
-            expiry = expiry.replace(tzinfo=timezone.utc)
-        metadata["expiry_time"] = expiry.astimezone(timezone.utc).isoformat()
-    # The lifetime (expiry - issued_at) picks the refresh windows, also for readers of
-    # the file cache who get the credentials later.
-    metadata.setdefault("issued_at", now)
-    return metadata
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

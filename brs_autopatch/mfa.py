@@ -9,7 +9,6 @@ exactly when AssumeRole is about to be called.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -125,32 +124,8 @@ class OneUse:
             self._last = None
 
 
-# -- keeping codes out of botocore's DEBUG log --------------------------------------------
-# botocore.endpoint logs every request's parameters at DEBUG ("Making request for
-# OperationModel(name=AssumeRole) with params: {... 'TokenCode': '123456' ...}"). An
-# application that turns botocore's DEBUG log on must not find MFA codes in it. The
-# filter only runs for records that passed the level check, so it costs nothing otherwise.
-_TOKEN_CODE = re.compile(r"""(['"]?TokenCode['"]?\s*[:=]\s*['"]?)\d{6}""")
-
-
-class _RedactTokenCodes(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's problem, not ours
-            return True
-        if "TokenCode" in message:
-            record.msg = _TOKEN_CODE.sub(r"\1******", message)
-            record.args = None
-        return True
-
-
-_REDACTOR = _RedactTokenCodes("brs_autopatch")
-
-
 def redact_botocore_logs() -> None:
     """Mask TokenCode values in botocore's request logging (idempotent)."""
-    for name in ("botocore.endpoint", "botocore.auth", "botocore.parsers"):
-        logger = logging.getLogger(name)
-        if _REDACTOR not in logger.filters:
-            logger.addFilter(_REDACTOR)
+    from .botocore_logging import redact_token_codes
+
+    redact_token_codes()

@@ -107,9 +107,11 @@ def test_access_denied_is_not_retried_like_a_transient(sts: StsServer, aws_env: 
     clock.advance(seconds_left(creds, clock) - advisory + 1)
     sts.reset()
     sts.fault("AssumeRole", "access_denied")
+    advisory, mandatory = creds.windows
+    step = (advisory - mandatory - 10) / 500  # 500 requests across the advisory window
     for _ in range(500):
         creds.get_frozen_credentials()
-        clock.advance(1)  # 500 simulated seconds of traffic
+        clock.advance(step)
     # Transient errors back off 15, 30, 60 ... s; access denied waits the cap (300 s) at once.
     assert creds.stats.failures <= 2
 
@@ -151,10 +153,10 @@ def test_background_refresh_means_no_request_waits(
     creds = simulated(settings(900, defer_refresh=False), clock)
     assert creds.stats.request_path_fetches == 1  # the constructor's own fetch
     sts.fault("AssumeRole", "delay", delay_seconds=2.0)
-    advisory, _ = creds.windows
     # Walk through two refresh cycles with STS taking 2 s: requests keep being served
     # from memory while the refresher thread waits on STS.
     for cycle in range(2):
+        advisory, _ = creds.windows  # this refresh's (jittered) window
         clock.advance(seconds_left(creds, clock) - advisory - 20)  # inside the lead time (30 s)
         deadline = time.monotonic() + 15
         moved = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from engine_helpers import SimClock, simulated
+from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import StsServer
 
 from brs_autopatch.settings import Settings
@@ -20,9 +20,11 @@ def test_refresh_logs_carry_no_secret(
     clock = SimClock()
     creds = simulated(Settings(role_arns=(ROLE,), duration_seconds=900, external_id="ext-secret-1"), clock)
     issued = []
-    for _ in range(3):
+    for index in range(3):
+        if index:  # into this refresh's (jittered) advisory window
+            clock.advance(seconds_left(creds, clock) - creds.windows[0] + 1)
         issued.append(creds.get_frozen_credentials())
-        clock.advance(700)
+    clock.advance(seconds_left(creds, clock) - creds.windows[0] + 1)
     sts.fault("AssumeRole", "access_denied")
     creds.get_frozen_credentials()  # a failed refresh in the advisory window: a WARNING
     ours = [r for r in caplog.records if r.name.startswith("brs_autopatch")]
