@@ -314,7 +314,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             delay = self._advisory_backoff.next_delay(permanent=permanent)
             # Always try again before the mandatory window starts.
             delay = min(delay, max(remaining - self._schedule.mandatory - 1, 1.0))
-            self._retry_after = now + delay
+            self._retry_after = self._clock() + delay  # from when it failed: the attempt took time
             logger.warning(
                 "refresh of %s failed (%s); serving current credentials (valid %.0f s more), "
                 "next attempt in %.0f s",
@@ -325,7 +325,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
             )
             return self._served_during_backoff()
         delay = self._mandatory_backoff.next_delay(permanent=permanent)
-        self._retry_after = now + delay
+        self._retry_after = self._clock() + delay  # from when it failed: the attempt took time
         self._last_error = CredentialRefreshError(self.label, cause, transient=not permanent)
         logger.warning(
             "refresh of %s failed (%s); requests fail until it succeeds, next attempt in %.0f s",
