@@ -29,7 +29,7 @@ from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredent
 from botocore.exceptions import NoCredentialsError
 from dateutil.parser import isoparse
 
-from . import lifecycle, refresh
+from . import failures, lifecycle, redact, refresh
 from .cache import FileCache
 from .errors import CredentialRefreshError
 
@@ -230,6 +230,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._advisory_refresh_timeout = advisory
         self._mandatory_refresh_timeout = mandatory
         self._metadata = metadata
+        redact.remember(metadata.get("secret_key"), metadata.get("token"))
         self._expiry_ts = expiry
         self._fresh_until = expiry - advisory
         self._retry_after = 0.0
@@ -247,7 +248,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
     def _failed(
         self, error: Exception, now: float, grace: bool, remaining: float | None
     ) -> Mapping[str, Any]:
-        cause, permanent = refresh.describe_error(error)
+        cause, permanent = failures.describe_error(error, failures.where(self._fetcher))
         self.stats.failures += 1
         if grace and remaining is not None:
             delay = self._advisory_backoff.next_delay(permanent=permanent)
@@ -272,7 +273,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
             cause,
             delay,
         )
-        raise self._last_error from error
+        # Not chained to an error whose text is an STS answer's body (a parser error).
+        raise self._last_error from failures.chainable(error)
 
     # -- lifecycle: see brs_autopatch.lifecycle -------------------------------------
     @staticmethod

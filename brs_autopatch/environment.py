@@ -34,14 +34,17 @@ VARIABLES: dict[str, str] = {
     "BRS_MANDATORY_REFRESH_SECONDS": "mandatory refresh window (default 60)",
     "BRS_CACHE_DIR": "share credentials between processes through files in this directory",
     "BRS_MFA_SERIAL": "MFA device serial number or ARN",
-    "BRS_MFA_TOKEN_COMMAND": "command printing a 6-digit MFA code (run without a shell)",
+    "BRS_MFA_TOKEN_COMMAND": "command printing a 6-digit MFA code (run without a shell; secret)",
     "BRS_MFA_TIMEOUT_SECONDS": "time limit of that command, default 30",
     "BRS_METHOD": "how credentials are obtained: sts (default), web-identity, custom, or a plugin",
     "BRS_WEB_IDENTITY_TOKEN_FILE": "token file for the web-identity method, re-read every refresh",
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
 }
 
-SECRET_VARIABLES = frozenset({"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS"})
+# Never echoed in errors. BRS_MFA_TOKEN_COMMAND may hold a TOTP seed (oathtool --totp -b SEED).
+SECRET_VARIABLES = frozenset(
+    {"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS", "BRS_MFA_TOKEN_COMMAND"}
+)
 BUILTIN_METHODS = ("sts", "web-identity", "custom")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
