@@ -397,3 +397,102 @@ def test_the_filter_costs_nothing_below_the_level(monkeypatch: pytest.MonkeyPatc
     assert scrubbed == []
     logger.warning("shown %s", "y")
     assert scrubbed == ["shown y"]
+
+
+# -- configured secrets are remembered: external id, web identity token ------------------
+
+
+def test_configured_secrets_are_masked_when_sts_quotes_them(
+    sts: StsServer, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    from brs_autopatch import factory
+    from brs_autopatch.settings import Settings
+
+    external_id = "ext-id-7f3a9c1e5b"
+    sts.fault("AssumeRole", "error", http_status=403, code="AccessDenied",
+              message=f"ExternalId {external_id} does not match")
+    credentials = factory.build(Settings(role_arns=(ROLE,), external_id=external_id))
+    with pytest.raises(CredentialRefreshError) as caught:
+        credentials.get_frozen_credentials()
+    assert str(caught.value).endswith(
+        "access denied: AccessDenied: ExternalId (redacted) does not match; " + where(sts))
+
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    sts.fault("AssumeRoleWithWebIdentity", "error", http_status=400, code="InvalidIdentityToken",
+              message=f"token {token} is expired")
+    credentials = factory.build(
+        Settings(role_arns=(ROLE,), method="web-identity", web_identity_token_file=str(token_file)))
+    with pytest.raises(CredentialRefreshError) as caught:
+        credentials.get_frozen_credentials()
+    assert token not in str(caught.value)
+    assert "InvalidIdentityToken: token (redacted) is expired; " + where(sts) in str(caught.value)
+
+
+# -- the harness's fault modes do what their table says ---------------------------------
+
+
+def raw_assume_role(sts: StsServer) -> tuple[int, dict[str, str], bytes, bool]:
+    """One AssumeRole over a bare HTTP connection: (status, headers, body, complete)."""
+    import http.client
+
+    body = "Action=AssumeRole&Version=2011-06-15&RoleArn=" + quote(ROLE, safe="") + "&RoleSessionName=raw"
+    connection = http.client.HTTPConnection(sts.host, sts.port, timeout=10)
+    try:
+        connection.request("POST", "/", body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDRAW0000000000000/20260101/us-east-1/"
+                             "sts/aws4_request, SignedHeaders=host, Signature=0",
+        })
+        response = connection.getresponse()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        try:
+            return response.status, headers, response.read(), True
+        except http.client.IncompleteRead as short:
+            return response.status, headers, short.partial, False
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("mode", MANGLING)
+def test_mangling_modes_damage_the_real_answer(sts: StsServer, mode: str) -> None:
+    from xml.etree import ElementTree
+
+    sts.fault("AssumeRole", mode, count=1)
+    status, headers, body, complete = raw_assume_role(sts)
+    (issued,) = sts.issued()
+    assert issued["AccessKeyId"].startswith("ASIA")
+    text = body.decode()
+    secret, token = issued["SecretAccessKey"], issued["SessionToken"]
+    assert status == 200 and complete == (mode != "short_body")
+    if mode == "truncate":
+        assert int(headers["content-length"]) == len(body)
+        assert text.endswith(secret[: len(secret) // 2]) and secret not in text
+    elif mode == "short_body":
+        assert int(headers["content-length"]) > len(body)
+        assert secret in text and text.endswith(token[: len(token) // 2])
+    elif mode == "garble":
+        assert secret in text and token in text and "</Credentials>" not in text
+        with pytest.raises(ElementTree.ParseError):
+            ElementTree.fromstring(body)
+    elif mode == "html":
+        assert headers["content-type"].startswith("text/html") and text.startswith("<!DOCTYPE html>")
+        assert f"<SecretAccessKey>{secret}</SecretAccessKey>" in text
+    elif mode == "unparseable":
+        assert headers["content-type"] == "application/json"
+        assert json.loads(text)["Credentials"] == issued
+    else:
+        root = ElementTree.fromstring(body)
+        assert root.tag.endswith("ErrorResponse") and secret in text
+    assert raw_assume_role(sts)[0] == 200 and len(sts.issued()) == 1  # count=1: the next is normal
+
+
+def test_html_mode_takes_a_status(sts: StsServer) -> None:
+    sts.fault("AssumeRole", "html", http_status=502, count=1)
+    status, headers, _, _ = raw_assume_role(sts)
+    assert status == 502 and headers["content-type"].startswith("text/html")
+    from stsclient import StsServerError
+
+    with pytest.raises(StsServerError, match=r"http_status must be an integer in \[400, 599\]"):
+        sts.fault("AssumeRole", "error", code="X", http_status=200)
