@@ -45,15 +45,20 @@ LOGGER_NAME = "brs_autopatch"
 
 # A credential value right after its name: XML elements (also HTML-escaped and cut
 # short), JSON / Python reprs, query strings and ``name: value`` lines. Only the value
-# is replaced; the name stays so the text still says what was there.
+# is replaced; the name stays so the text still says what was there. The bare word
+# "token" counts only as an element or a quoted key: a path ending in /token followed
+# by ": No such file" is not a credential.
 _NAMES = (
     "SecretAccessKey|SessionToken|SecretKey|WebIdentityToken|ExternalId|TokenCode|"
-    "aws_secret_access_key|aws_session_token|secret_access_key|session_token|secret_key|"
-    "Token|token"
+    "aws_secret_access_key|aws_session_token|secret_access_key|session_token|secret_key"
 )
+_QUOTE = r"(?:\\{0,2}[\"'])"
 _NEXT_TO_NAME = re.compile(
-    rf"(?P<lead>(?<![A-Za-z0-9_])(?:{_NAMES})"
-    r"(?:\\{0,2}[\"'])?\s*(?:>|&gt;|=|:)\s*(?:\\{0,2}[\"'])?)"
+    r"(?P<lead>(?<![A-Za-z0-9_])(?:"
+    rf"(?:{_NAMES}){_QUOTE}?\s*(?:>|&gt;|=|:)\s*{_QUOTE}?"
+    r"|(?<=[<;])(?:Token|token)(?:>|&gt;)"
+    rf"|(?<=[\"'])(?:Token|token){_QUOTE}\s*:\s*{_QUOTE}?"
+    r"))"
     r"(?P<value>[^\s\"'<&,;}\]\\]+)"
 )
 

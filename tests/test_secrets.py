@@ -343,6 +343,19 @@ def test_a_credential_next_to_its_name_is_masked_even_if_never_remembered(
         assert registry.scrub(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("<Token>FQoGabc</Token>", "<Token>(redacted)</Token>"),
+    ('{"Token": "FQoGabc", "Expiration": "2026"}', '{"Token": "(redacted)", "Expiration": "2026"}'),
+    ("{'token': 'FQoGabc'}", "{'token': '(redacted)'}"),
+    ("aws_session_token = FQoGabc", "aws_session_token = (redacted)"),
+    # The bare word is no credential name: a token *file* that is missing stays readable.
+    ("cannot read web identity token file /var/run/token: No such file", None),
+    ("MFA token command ykman exited 1: no YubiKey", None),
+])
+def test_credential_names_and_plain_words(text: str, expected: str | None) -> None:
+    assert redact.Registry().scrub(text) == (text if expected is None else expected)
+
+
 def test_the_registry_is_bounded_and_pinned_values_stay() -> None:
     registry = redact.Registry(max_issued=4, max_pinned=2)
     registry.remember("external-id-configured", pinned=True)
