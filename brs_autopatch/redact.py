@@ -63,31 +63,41 @@ _NEXT_TO_NAME = re.compile(
 )
 
 
-def _forms(value: str) -> set[str]:
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT_ASCII = {code: f"%{code:02X}" for code in range(128) if chr(code) not in _UNRESERVED}
+
+
+def _forms(value: str) -> frozenset[str]:
     """The ways a value appears in text: raw, URL-encoded (either hex case), JSON-escaped."""
-    forms = {value, value.replace("\\", "\\\\").replace('"', '\\"')}
-    encoded = "".join(
-        char if char.isascii() and (char.isalnum() or char in "-._~") else _percent(char)
-        for char in value
-    )
-    forms |= {encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)}
-    return forms
-
-
-def _percent(char: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+    if value.isascii():
+        encoded = value.translate(_PERCENT_ASCII)
+    else:
+        encoded = "".join(
+            char if char in _UNRESERVED else "".join(f"%{b:02X}" for b in char.encode("utf-8"))
+            for char in value
+        )
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded) if "%" in encoded else encoded
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return frozenset({value, escaped, encoded, lower})
 
 
 class Registry:
-    """Secret values to mask, bounded. Thread-safe; scrub() takes no lock."""
+    """Secret values to mask, bounded. Thread-safe; scrub() takes no lock.
+
+    Lookup is by each form's first MIN_LENGTH characters: a scrub costs one dict
+    probe per character of the text, however many values are remembered (a regex
+    alternation of hundreds of 1 kB tokens takes minutes to compile).
+    """
 
     def __init__(self, max_issued: int = MAX_ISSUED, max_pinned: int = MAX_PINNED) -> None:
         self._lock = threading.Lock()
-        self._issued: OrderedDict[str, None] = OrderedDict()
-        self._pinned: OrderedDict[str, None] = OrderedDict()
+        # value -> its forms (computed once), oldest first.
+        self._issued: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._pinned: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._limits = (max_issued, max_pinned)
-        # Rebuilt on every change (a refresh: rare); scrub() reads it without the lock.
-        self._pattern: re.Pattern[str] | None = None
+        # prefix -> forms starting with it, longest first. Rebuilt on every change (a
+        # refresh: rare) and swapped in whole, so scrub() reads it without the lock.
+        self._index: dict[str, tuple[str, ...]] = {}
 
     def remember(self, *values: str | None, pinned: bool = False) -> None:
         """Mask these values from now on. ``pinned``: configured secrets, never evicted
@@ -103,29 +113,28 @@ class Registry:
                 if value in pool:
                     pool.move_to_end(value)
                     continue
-                pool[value] = None
+                pool[value] = _forms(value)
                 changed = True
                 while len(pool) > limit:
                     pool.popitem(last=False)
             if changed:
-                self._pattern = self._compile(list(self._pinned) + list(self._issued))
+                self._index = self._build([*self._pinned.values(), *self._issued.values()])
 
     @staticmethod
-    def _compile(values: Iterable[str]) -> re.Pattern[str] | None:
-        forms: set[str] = set()
-        for value in values:
-            forms |= _forms(value)
-        if not forms:
-            return None
+    def _build(all_forms: Iterable[frozenset[str]]) -> dict[str, tuple[str, ...]]:
+        grouped: dict[str, set[str]] = {}
+        for forms in all_forms:
+            for form in forms:
+                grouped.setdefault(form[:MIN_LENGTH], set()).add(form)
         # Longest first: a value that contains another is masked whole.
-        return re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True))))
+        return {key: tuple(sorted(forms, key=len, reverse=True)) for key, forms in grouped.items()}
 
     def forget_all(self) -> None:
         """Drop every remembered value (tests)."""
         with self._lock:
             self._issued.clear()
             self._pinned.clear()
-            self._pattern = None
+            self._index = {}
 
     def __len__(self) -> int:
         return len(self._issued) + len(self._pinned)
@@ -135,10 +144,33 @@ class Registry:
         name replaced by ``(redacted)``."""
         if not text:
             return text
-        pattern = self._pattern
-        if pattern is not None:
-            text = pattern.sub(REDACTED, text)
+        index = self._index
+        if index and len(text) >= MIN_LENGTH:
+            text = _replace_known(text, index)
         return _NEXT_TO_NAME.sub(_mask_value, text)
+
+
+def _replace_known(text: str, index: dict[str, tuple[str, ...]]) -> str:
+    """Leftmost-longest replacement of the indexed forms."""
+    pieces: list[str] = []
+    start = position = 0
+    end = len(text) - MIN_LENGTH
+    while position <= end:
+        forms = index.get(text[position : position + MIN_LENGTH])
+        if forms is not None:
+            for form in forms:
+                if text.startswith(form, position):
+                    pieces += (text[start:position], REDACTED)
+                    position = start = position + len(form)
+                    break
+            else:
+                position += 1
+            continue
+        position += 1
+    if not pieces:
+        return text
+    pieces.append(text[start:])
+    return "".join(pieces)
 
 
 def _mask_value(match: re.Match[str]) -> str:

@@ -110,6 +110,38 @@ def test_damaged_answer_leaks_no_secret(
         assert all("\n" not in record["text"] for record in answer["records"])
 
 
+def test_an_unreachable_sts_is_named_with_its_endpoint_and_region(aws_env: dict[str, str]) -> None:
+    from brs_autopatch import factory
+    from brs_autopatch.settings import Settings
+
+    settings = Settings(role_arns=(ROLE,), sts_endpoint_url="http://127.0.0.1:9", sts_region="eu-west-1")
+    with pytest.raises(CredentialRefreshError) as caught:
+        factory.build(settings).get_frozen_credentials()
+    assert str(caught.value) == (
+        f"could not refresh credentials for {ROLE}: STS unreachable: EndpointConnectionError; "
+        "endpoint http://127.0.0.1:9, region eu-west-1"
+    )
+
+
+FILTERED = r"""
+import logging, sys
+from brs_autopatch import RefreshableSession  # no patch, no BRS_LOG_LEVEL: logs.configure never ran
+session = RefreshableSession({"RoleArn": sys.argv[1]})
+frozen = session.refreshable_credentials.get_frozen_credentials()
+logging.getLogger("brs_autopatch").warning("a careless line: %s %s", frozen.secret_key, frozen.token)
+print(frozen.access_key)
+"""
+
+
+def test_issued_credentials_are_masked_in_any_record_without_log_settings(
+    run_python: RunPython, sts: StsServer
+) -> None:
+    result = run_python(FILTERED, args=[ROLE], check=True)
+    assert sts.count("sts:AssumeRole") == 1
+    assert result.stderr == "a careless line: (redacted) (redacted)\n"
+    assert result.stdout.strip().startswith("ASIA")
+
+
 # -- brs-run --check ---------------------------------------------------------------------
 
 
@@ -312,6 +344,22 @@ def test_a_remembered_secret_never_survives(secret: str, pieces: list[str], form
     cleaned = registry.scrub(text)
     assert secret not in cleaned
     assert shown not in cleaned
+
+
+@settings(max_examples=200, deadline=None)
+@given(secrets=st.lists(secret_values, min_size=1, max_size=5),
+       pieces=st.lists(st.text(max_size=20), min_size=6, max_size=6),
+       order=st.permutations(range(5)))
+def test_several_remembered_secrets_never_survive(
+    secrets: list[str], pieces: list[str], order: list[int]
+) -> None:
+    registry = redact.Registry()
+    registry.remember(*secrets)
+    embedded = [secrets[i % len(secrets)] for i in order]
+    text = pieces[0] + "".join(e + p for e, p in zip(embedded, pieces[1:], strict=True))
+    cleaned = registry.scrub(text)
+    for secret in secrets:
+        assert secret not in cleaned
 
 
 @settings(max_examples=200, deadline=None)
