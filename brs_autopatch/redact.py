@@ -8,7 +8,8 @@ Descriptions are built not to contain secrets in the first place
   configured secrets (external id, MFA command arguments, web identity tokens as
   read). Any of them, raw, URL-encoded or JSON-escaped, becomes ``(redacted)``;
 * patterns for credentials next to their names (``<SecretAccessKey>…``,
-  ``"SessionToken": "…"``, ``token=…``), which also mask values never remembered:
+  ``"SessionToken": "…"``, ``SecretAccessKey=…``), which also mask values never
+  remembered:
   an answer cut short is never installed, yet its body carries a fresh secret key;
 * a :class:`logging.Filter` on the ``brs_autopatch`` logger, installed when this
   module is imported (so without BRS_LOG_LEVEL too), scrubbing the message,
@@ -22,9 +23,12 @@ forgotten first: without a bound a process refreshing every few minutes for mont
 would grow, and slow every scrub, forever. A value only needs masking while it can
 still sign, and STS credentials live at most 12 h; 512 values are 256 credential sets,
 more than all the unexpired sets of dozens of credential objects refreshing at the
-shortest plausible period (5-minute credentials from a plugin). Configured secrets
-are few and do not rotate: they are *pinned* in a pool of their own
-(:data:`MAX_PINNED`) so that refreshes never push them out.
+shortest plausible period (5-minute credentials from a plugin). Web identity tokens
+rotate too and are kept the same way. The external id and the MFA command are few and
+do not rotate: they are *pinned* in a pool of their own (:data:`MAX_PINNED`) so that
+refreshes never push them out. Cost: remember() rebuilds a prefix index (microseconds
+for a few values, ~17 ms with 512 one-kilobyte tokens); scrub() is one dict probe per
+character of the text.
 
 Standard library only, no botocore: errors.py scrubs exception texts with it.
 """
