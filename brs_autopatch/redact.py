@@ -9,8 +9,8 @@ Descriptions are built not to contain secrets in the first place
   read). Any of them, raw, URL-encoded or JSON-escaped, becomes ``(redacted)``;
 * patterns for credentials next to their names (``<SecretAccessKey>…``,
   ``"SessionToken": "…"``, ``SecretAccessKey=…``), which also mask values never
-  remembered:
-  an answer cut short is never installed, yet its body carries a fresh secret key;
+  remembered: an answer cut short is never installed, yet its body carries a fresh
+  secret key;
 * a :class:`logging.Filter` on the ``brs_autopatch`` logger, installed when this
   module is imported (so without BRS_LOG_LEVEL too), scrubbing the message,
   exception text and stack of every record. Logger filters run only for records
