@@ -90,10 +90,17 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _describe(error: BaseException) -> str:
-    """One line for an unexpected exception (botocore's messages name no secrets)."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+def _describe(error: BaseException, where: str | None = None) -> str:
+    """One line for an unexpected exception, never quoting an STS answer (see failures)."""
+    from .failures import describe_error
+
+    return describe_error(error, where)[0]
+
+
+def _scrub(text: str) -> str:
+    from .redact import scrub
+
+    return scrub(" ".join(text.split()))
 
 
 def run_check(environ: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
@@ -105,8 +112,9 @@ def run_check(environ: Mapping[str, str] | None = None, out: TextIO | None = Non
     try:
         ok = _checks(env, report)
     except CheckFailed as failure:
-        report.line("result", f"FAILED: {failure}")
-        sys.stderr.write(f"{PROG}: FAILED: {failure}\n")
+        reason = _scrub(str(failure))  # the last line of defence for what we print
+        report.line("result", f"FAILED: {reason}")
+        sys.stderr.write(f"{PROG}: FAILED: {reason}\n")
         return 1
     if ok:
         report.line("result", "OK")
@@ -271,13 +279,15 @@ def _check_cache_dir(directory: str, report: Report) -> None:
 def _caller_identity(settings: Settings, credentials: RoleCredentials) -> dict[str, Any]:
     """GetCallerIdentity signed with the role credentials, through the configured STS endpoint."""
     from . import factory, sources
+    from .failures import where_of
 
+    client: Any = None
     try:
         kwargs = factory._client_kwargs(settings, sources.plain_session)
-        client: Any = sources.session_with(credentials).create_client("sts", **kwargs)
+        client = sources.session_with(credentials).create_client("sts", **kwargs)
         answer: dict[str, Any] = client.get_caller_identity()
     except Exception as error:
         raise CheckFailed(
-            f"GetCallerIdentity with the role credentials failed: {_describe(error)}"
+            f"GetCallerIdentity with the role credentials failed: {_describe(error, where_of(client))}"
         ) from None
     return answer

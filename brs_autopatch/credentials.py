@@ -32,7 +32,7 @@ from typing import Any
 from botocore.credentials import DeferredRefreshableCredentials, ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError
 
-from . import answers, botocore_logging, issued, lifecycle, reentry, refresh, schedule
+from . import answers, botocore_logging, failures, issued, lifecycle, redact, reentry, refresh, schedule
 from .cache import FileCache
 from .errors import CredentialRefreshError
 from .schedule import Schedule
@@ -281,6 +281,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._advisory_refresh_timeout = chosen.advisory_at(self._jitter)
         self._mandatory_refresh_timeout = chosen.mandatory
         self._metadata = metadata
+        redact.remember(metadata.get("secret_key"), metadata.get("token"))
         self._expiry_ts = expiry
         self._pending = (metadata["access_key"], expiry - self._advisory_refresh_timeout)
         self._remember_issued(metadata["access_key"])
@@ -308,7 +309,7 @@ class RoleCredentials(DeferredRefreshableCredentials):
     def _failed(
         self, error: Exception, now: float, grace: bool, remaining: float | None
     ) -> Mapping[str, Any]:
-        cause, permanent = refresh.describe_error(error)
+        cause, permanent = failures.describe_error(error, failures.where(self._fetcher))
         self.stats.failures += 1
         if grace and remaining is not None:
             delay = self._advisory_backoff.next_delay(permanent=permanent)
@@ -333,7 +334,8 @@ class RoleCredentials(DeferredRefreshableCredentials):
             cause,
             delay,
         )
-        raise self._last_error from None
+        # Not chained to an error whose text is an STS answer's body (a parser error).
+        raise self._last_error from failures.chainable(error)
 
     # -- lifecycle: see brs_autopatch.lifecycle -------------------------------------
     def now(self) -> float:

@@ -34,7 +34,7 @@ VARIABLES: dict[str, str] = {
     "BRS_MANDATORY_REFRESH_SECONDS": "mandatory refresh window (default 60)",
     "BRS_CACHE_DIR": "share credentials between processes through files in this directory",
     "BRS_MFA_SERIAL": "MFA device serial number or ARN",
-    "BRS_MFA_TOKEN_COMMAND": "command printing a 6-digit MFA code (run without a shell)",
+    "BRS_MFA_TOKEN_COMMAND": "command printing a 6-digit MFA code (run without a shell; secret)",
     "BRS_MFA_TIMEOUT_SECONDS": "time limit of that command, default 30",
     "BRS_METHOD": "how credentials are obtained: sts (default), web-identity, custom, or a plugin",
     "BRS_WEB_IDENTITY_TOKEN_FILE": "token file for the web-identity method, re-read every refresh",
@@ -43,7 +43,10 @@ VARIABLES: dict[str, str] = {
     "BRS_ADOPT_OWN_KEYS": "explicit keys that these credentials issued get the refreshing ones, default true",
 }
 
-SECRET_VARIABLES = frozenset({"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS"})
+# Never echoed in errors. BRS_MFA_TOKEN_COMMAND may hold a TOTP seed (oathtool --totp -b SEED).
+SECRET_VARIABLES = frozenset(
+    {"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS", "BRS_MFA_TOKEN_COMMAND"}
+)
 BUILTIN_METHODS = ("sts", "web-identity", "custom")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 

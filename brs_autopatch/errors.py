@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 
+def _clean(text: str) -> str:
+    """One line, with any secret this process knows of masked (see brs_autopatch.redact)."""
+    # Imported here: the launcher imports this module at start-up and needs redact
+    # (and logging) only when an error is actually raised.
+    from .redact import scrub
+
+    return scrub(" ".join(text.split()))
+
+
 class ConfigError(ValueError):
     """A setting (environment variable or keyword argument) has a bad value.
 
@@ -12,6 +21,10 @@ class ConfigError(ValueError):
 
     # Asking STS again will not fix a setting: the refresh engine backs off the long way.
     permanent = True
+
+    def __init__(self, *args: object) -> None:
+        # Messages quote runtime data (a value, an import error): scrubbed at birth.
+        super().__init__(*(_clean(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class CredentialRefreshError(RuntimeError):
@@ -24,6 +37,6 @@ class CredentialRefreshError(RuntimeError):
 
     def __init__(self, role: str, cause: str, *, transient: bool) -> None:
         self.role = role
-        self.cause = cause
+        self.cause = _clean(cause)
         self.transient = transient
-        super().__init__(f"could not refresh credentials for {role}: {cause}")
+        super().__init__(f"could not refresh credentials for {role}: {self.cause}")

@@ -2,18 +2,24 @@
 
 Without BRS_LOG_LEVEL the logger has no handler of its own: the application's
 logging configuration decides, and warnings still reach stderr through logging's
-last-resort handler. Nothing here ever writes to stdout.
+last-resort handler. Nothing here ever writes to stdout. Either way the logger carries
+:class:`brs_autopatch.redact.ScrubFilter`: no record of ours shows a known secret.
 """
 
 from __future__ import annotations
 
 import logging
 
+from . import redact
+
 LOGGER_NAME = "brs_autopatch"
 _HANDLER_MARK = "_brs_autopatch_handler"
 
 
 def configure(level: str | None) -> logging.Logger:
+    # Masks secrets in every record that passes the level, with or without BRS_LOG_LEVEL
+    # (redact installs it at import already; this keeps it explicit and idempotent).
+    redact.install_log_filter(LOGGER_NAME)
     logger = logging.getLogger(LOGGER_NAME)
     if level is None:
         return logger

@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 from dateutil.parser import isoparse
 
-from . import reentry
+from . import failures, redact, reentry
 from .errors import ConfigError
 from .mfa import TokenProvider, redact_botocore_logs
 from .settings import BUILTIN_METHODS, Settings
@@ -95,6 +95,9 @@ def make_fetcher(method: Method, context: MethodContext) -> Fetch:
         # way; a bad one is a MethodError inside the engine's error handling (backoff).
         return _check_answer(_name(method), answer)
 
+    where = failures.where(fetch)  # the STS endpoint and region, for error messages
+    if where is not None:
+        setattr(run, "where", where)  # noqa: B010
     return run
 
 
@@ -145,6 +148,9 @@ def assume_role_method(context: MethodContext) -> Fetch:
             config=_merge(context.sts_client_kwargs.get("config"), Config(retries={"total_max_attempts": 1}))
         )
         redact_botocore_logs()
+    # Configured secrets are masked in our logs and errors from now on.
+    argv = context.settings.mfa_token_command
+    redact.remember(context.params.get("ExternalId"), " ".join(argv), *argv[1:], pinned=True)
 
     def fetch() -> Mapping[str, Any]:
         params = dict(context.params)
@@ -162,6 +168,7 @@ def assume_role_method(context: MethodContext) -> Fetch:
                 release(code)
             raise
 
+    failures.mark(fetch, client)
     return fetch
 
 
@@ -186,10 +193,11 @@ def web_identity_method(context: MethodContext) -> Fetch:
 
     def fetch() -> Mapping[str, Any]:
         # Re-read every time: Kubernetes and other issuers rotate the file in place.
-        return from_sts_response(
-            client.assume_role_with_web_identity(WebIdentityToken=_read_token(token_file), **params)
-        )
+        token = _read_token(token_file)
+        redact.remember(token)
+        return from_sts_response(client.assume_role_with_web_identity(WebIdentityToken=token, **params))
 
+    failures.mark(fetch, client)
     return fetch
 
 

@@ -1,4 +1,4 @@
-"""After a failed refresh: how long to back off, and which failures are transient.
+"""After a failed refresh: how long to back off (which failures are permanent: failures.py).
 
 Pure functions and one small class, no I/O, so the policy is unit-tested on its own.
 When a refresh is due at all is :mod:`brs_autopatch.schedule`'s business.
@@ -15,29 +15,6 @@ ADVISORY_BACKOFF_CAP = 300.0
 # Inside the mandatory window, requests fail; retry STS at most this often.
 MANDATORY_BACKOFF_BASE = 1.0
 MANDATORY_BACKOFF_CAP = 30.0
-
-# Error codes that will not go away by asking again soon.
-PERMANENT_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "MalformedPolicyDocument",
-        "PackedPolicyTooLarge",
-        "ValidationError",
-        "RegionDisabledException",
-        "InvalidIdentityToken",
-        "IDPRejectedClaim",
-        "InvalidParameterValue",
-        "UnrecognizedClientException",
-        "NoCredentials",
-        "MFAError",
-    }
-)
-
 
 class Backoff:
     """Jittered, growing, capped delays between failed refresh attempts."""
@@ -64,39 +41,3 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
-
-
-def describe_error(error: BaseException) -> tuple[str, bool]:
-    """A one-line cause and whether it is permanent, for any refresh failure.
-
-    Never includes request parameters (they may carry an MFA code or external id).
-    """
-    code = None
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = response.get("Error", {}).get("Message", "")
-        if code:
-            kind = (
-                "throttled"
-                if "Throttl" in code or code == "RequestLimitExceeded"
-                else ("access denied" if code in PERMANENT_CODES else f"STS error (HTTP {status})")
-            )
-            return f"{kind}: {code}: {message}".rstrip(": "), code in PERMANENT_CODES
-        if status:
-            return f"STS error (HTTP {status})", False
-    name = type(error).__name__
-    if name in {
-        "EndpointConnectionError",
-        "ConnectTimeoutError",
-        "ReadTimeoutError",
-        "ConnectionClosedError",
-        "ProxyConnectionError",
-        "HTTPClientError",
-    }:
-        return f"STS unreachable: {name}", False
-    if name in {"NoCredentialsError", "PartialCredentialsError"}:
-        return "no source credentials to call STS with (set AWS_* or a profile)", True
-    permanent = bool(getattr(error, "permanent", False))
-    return f"{name}: {error}", permanent

@@ -62,7 +62,7 @@ class Settings:
     mandatory_refresh_seconds: int | None = None
     cache_dir: str | None = None
     mfa_serial: str | None = None
-    mfa_token_command: tuple[str, ...] = ()
+    mfa_token_command: tuple[str, ...] = field(default=(), repr=False)  # may hold a TOTP seed
     mfa_timeout_seconds: int = 30
     method: str = "sts"
     web_identity_token_file: str | None = None
@@ -103,13 +103,13 @@ class Settings:
             value = getattr(self, item.name)
             if value == item.default or (item.default is MISSING and not value):
                 continue
-            if item.name == "external_id":
+            if item.name in ("external_id", "mfa_token_command"):
                 shown[item.name] = "(set, hidden)"
             elif isinstance(value, Mapping):
                 # Values may hold policies or keys: list the keys only.
                 shown[item.name] = "keys: " + ", ".join(sorted(value))
             elif isinstance(value, tuple):
-                shown[item.name] = " ".join(value) if item.name == "mfa_token_command" else ",".join(value)
+                shown[item.name] = ",".join(value)
             else:
                 shown[item.name] = str(value)
         return shown

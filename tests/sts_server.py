@@ -6,7 +6,9 @@ middleware that
 * counts every AWS request per action (``"sts:AssumeRole"``, ``"s3:PUT"`` ...),
 * records each request's parameters and the access key id that signed it,
 * injects faults (503, throttling, AccessDenied, delay, dropped connection,
-  arbitrary error) into the next N matching requests, and
+  arbitrary error, and mangled copies of moto's real answer: truncated, short,
+  garbled, wrapped in HTML, wrong content) into the next N matching requests,
+  recording the credentials a mangled answer carried, and
 * serves a JSON control API under ``/_brs/`` (see ``CONTROL_PREFIX``).
 
 It is deliberately free of pytest imports so that demos and scripts can use it.
@@ -43,6 +45,37 @@ POST     /_brs/settings         ``{"duration_override": 5}``: moto issues
                                 (botocore rejects < 900 client-side);
                                 ``null`` restores; reset clears it
 =======  =====================  ==============================================
+
+Fault modes (``"mode"`` of a rule; ``delay_seconds`` delays any of them):
+
+=============  ==============================================================
+Mode           What the client gets
+=============  ==============================================================
+503            ``ServiceUnavailable`` error, HTTP 503
+throttle       ``Throttling`` error, HTTP 400
+access_denied  ``AccessDenied`` error, HTTP 403
+error          ``http_status`` / ``code`` / ``message`` of the rule's choice
+delay          sleeps ``delay_seconds``, then the normal answer
+drop           connection closed without an answer
+truncate       moto's real answer cut in the middle of the SecretAccessKey
+               value, with an honest Content-Length (a proxy truncating)
+short_body     the real headers with the full Content-Length, the body up
+               to the middle of the SessionToken, then the connection closes
+garble         the real answer made invalid XML (``</Credentials>`` removed);
+               the credential elements stay intact
+html           HTTP 200 (or ``http_status``) text/html page of a "proxy"
+               quoting the real answer verbatim
+unparseable    HTTP 200 application/json: the real credentials as JSON
+               (wrong content for the query protocol)
+error_200      HTTP 200 with an STS ``ErrorResponse`` body whose Message
+               quotes the real credentials
+none           removes the rules for the action
+=============  ==============================================================
+
+The mangling modes (truncate ... error_200) really run the request through
+moto first; the credentials moto issued are in the call record's ``issued``
+(``{"AccessKeyId", "SecretAccessKey", "SessionToken"}``), so a test can look
+for exactly those values in what the client printed.
 """
 
 from __future__ import annotations
@@ -60,7 +93,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -82,6 +115,7 @@ __all__ = [
     "CONTROL_PREFIX",
     "DEFAULT_ACCOUNT_ID",
     "FAULT_MODES",
+    "MANGLING_MODES",
     "FaultRule",
     "HarnessServer",
     "HarnessState",
@@ -96,8 +130,12 @@ CONTROL_PREFIX: Final = "/_brs/"
 # in the RoleArn, everything else (source credentials moto never issued) here.
 DEFAULT_ACCOUNT_ID: Final = "123456789012"
 
+# Modes that take moto's real answer and damage it (see the table above).
+MANGLING_MODES: Final = frozenset(
+    {"truncate", "short_body", "garble", "html", "unparseable", "error_200"}
+)
 FAULT_MODES: Final = frozenset(
-    {"503", "throttle", "access_denied", "delay", "drop", "error", "none"}
+    {"503", "throttle", "access_denied", "delay", "drop", "error", "none"} | MANGLING_MODES
 )
 
 # Query-protocol actions botocore sends without a signature; moto itself uses
@@ -247,7 +285,7 @@ class FaultRule:
     mode: str
     delay_seconds: float = 0.0
     remaining: int | None = None  # None: until cleared
-    http_status: int | None = None  # mode "error" only
+    http_status: int | None = None  # modes "error" and "html" only
     code: str | None = None  # mode "error" only
     message: str | None = None  # mode "error" only
 
@@ -290,8 +328,11 @@ class FaultRule:
         if mode == "delay" and delay <= 0:
             raise ValueError("mode 'delay' needs delay_seconds > 0")
         status = data.get("http_status")
-        if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
-            raise ValueError("http_status must be an integer in [400, 599]")
+        lowest = 200 if mode == "html" else 400
+        if status is not None and (
+            isinstance(status, bool) or not isinstance(status, int) or not lowest <= status <= 599
+        ):
+            raise ValueError(f"http_status must be an integer in [{lowest}, 599]")
         code = data.get("code")
         message = data.get("message")
         if mode == "error" and not code:
@@ -364,6 +405,8 @@ class HarnessState:
                 "faulted": fault is not None,
                 "fault_mode": fault.mode if fault else None,
                 "status": None,  # filled in when the response starts
+                # Mangling modes: the credentials moto issued in the damaged answer.
+                "issued": None,
                 # DurationSeconds actually given to moto when overridden;
                 # params keep what the client sent.
                 "duration_override": (
@@ -378,6 +421,11 @@ class HarnessState:
         """Store the HTTP status sent for a recorded request."""
         with self.lock:
             record["status"] = status
+
+    def set_issued(self, record: dict[str, Any], issued: dict[str, str]) -> None:
+        """Store the credentials a mangled answer carried."""
+        with self.lock:
+            record["issued"] = issued
 
     def add_fault(self, rule: FaultRule) -> None:
         """Append a rule, or with mode ``none`` drop the rules for that action."""
@@ -486,6 +534,8 @@ class StsHarnessMiddleware:
             if fault.mode == "drop":
                 self._drop_connection(environ)  # raises if it could drop
                 return self._fault_response(info, "503", None, recording_start_response)
+            if fault.mode in MANGLING_MODES:
+                return self._mangled_response(environ, record, fault, recording_start_response)
             if fault.mode != "delay":
                 return self._fault_response(info, fault.mode, fault, recording_start_response)
         return self.app(environ, recording_start_response)
@@ -507,6 +557,43 @@ class StsHarnessMiddleware:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         raise ConnectionAbortedError("brs fault injection: connection dropped")
+
+    def _mangled_response(
+        self,
+        environ: WSGIEnvironment,
+        record: dict[str, Any],
+        rule: FaultRule,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Run the request through moto, then damage its answer as ``rule.mode`` says."""
+        status, headers, body = _run_app(self.app, environ)
+        issued = _issued_credentials(body)
+        if issued:
+            self.state.set_issued(record, issued)
+        mangled = _mangle(rule.mode, body, issued)
+        kept = [
+            (k, v) for k, v in headers if k.lower() not in ("content-length", "content-type")
+        ]
+        content_type = dict((k.lower(), v) for k, v in headers).get("content-type", "text/xml")
+        if rule.mode == "html":
+            status = f"{rule.http_status or 200} {_REASONS.get(rule.http_status or 200, 'OK')}"
+            content_type = "text/html; charset=utf-8"
+        elif rule.mode in ("unparseable", "error_200"):
+            status = "200 OK"
+            content_type = "application/json" if rule.mode == "unparseable" else "text/xml"
+        if rule.mode != "short_body":
+            kept += [("Content-Type", content_type), ("Content-Length", str(len(mangled)))]
+            start_response(status, kept)
+            return [mangled]
+        # Promise the whole answer, send part of it, hang up.
+        kept += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        start_response(status, kept)
+        return self._then_drop(environ, mangled)
+
+    def _then_drop(self, environ: WSGIEnvironment, part: bytes) -> Iterator[bytes]:
+        yield part
+        # werkzeug has written and flushed ``part`` when asking for the next chunk.
+        self._drop_connection(environ)
 
     @staticmethod
     def _fault_response(
@@ -657,10 +744,12 @@ class StsHarnessMiddleware:
 
 
 _REASONS: Final = {
+    200: "OK",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
@@ -682,6 +771,72 @@ def _override_duration(environ: WSGIEnvironment, seconds: int) -> None:
     body = urlencode(fields).encode("utf-8")
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def _run_app(app: WSGIApplication, environ: WSGIEnvironment) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call a WSGI app and collect its whole answer: (status, headers, body)."""
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, list(headers)
+        return lambda data: None
+
+    app_iter = app(environ, capture)
+    try:
+        body = b"".join(app_iter)
+    finally:
+        close = getattr(app_iter, "close", None)
+        if close is not None:
+            close()
+    return str(captured["status"]), captured["headers"], body
+
+
+_ISSUED_FIELDS: Final = ("AccessKeyId", "SecretAccessKey", "SessionToken")
+
+
+def _issued_credentials(body: bytes) -> dict[str, str]:
+    """The credential elements of an AssumeRole* answer ({} if there are none)."""
+    text = body.decode("utf-8", "replace")
+    found: dict[str, str] = {}
+    for name in _ISSUED_FIELDS:
+        match = re.search(rf"<{name}>([^<]*)</{name}>", text)
+        if match:
+            found[name] = match.group(1)
+    return found if len(found) == len(_ISSUED_FIELDS) else {}
+
+
+def _cut_inside(body: bytes, element: str) -> bytes:
+    """``body`` up to the middle of ``element``'s value (half the body without it)."""
+    match = re.search(rf"<{element}>([^<]*)</{element}>".encode(), body)
+    if match is None:
+        return body[: len(body) // 2]
+    start, end = match.span(1)
+    return body[: start + (end - start) // 2]
+
+
+def _mangle(mode: str, body: bytes, issued: Mapping[str, str]) -> bytes:
+    if mode == "truncate":
+        return _cut_inside(body, "SecretAccessKey")
+    if mode == "short_body":
+        return _cut_inside(body, "SessionToken")
+    if mode == "garble":
+        garbled = body.replace(b"</Credentials>", b"", 1)
+        return garbled if garbled != body else b"<" + body
+    if mode == "html":
+        return (
+            b"<!DOCTYPE html>\n<html><head><title>Proxy error</title></head><body>\n"
+            b"<h1>Upstream answered</h1>\n<pre>" + body + b"</pre>\n</body></html>\n"
+        )
+    if mode == "unparseable":
+        return json.dumps({"Credentials": dict(issued), "note": "not XML"}).encode()
+    if mode == "error_200":
+        quoted = _xml_escape(body.decode("utf-8", "replace"))
+        return (
+            f'<ErrorResponse xmlns="{_STS_XMLNS}"><Error><Type>Receiver</Type>'
+            f"<Code>InternalFailure</Code><Message>upstream said: {quoted}</Message></Error>"
+            f"<RequestId>{_request_id()}</RequestId></ErrorResponse>"
+        ).encode()
+    raise ValueError(f"not a mangling mode: {mode}")
 
 
 def _xml_escape(text: str) -> str:

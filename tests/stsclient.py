@@ -205,7 +205,8 @@ class StsServer:
         (from the SigV4 credential scope; None if unsigned), region,
         session_token, attempt (botocore's retry attempt, 1-based),
         invocation_id, faulted, fault_mode, status (HTTP status sent; None
-        for a dropped connection), duration_override.
+        for a dropped connection), duration_override, issued (mangling
+        modes: the credentials moto put in the damaged answer, else None).
         """
         path = "calls" if action is None else f"calls?action={quote(action)}"
         result: list[dict[str, Any]] = self._request("GET", path)
@@ -231,8 +232,16 @@ class StsServer:
         Modes: ``503``, ``throttle``, ``access_denied``, ``delay`` (sleep, then
         answer normally), ``drop`` (close the connection unanswered), ``error``
         (``http_status``/``code``/``message`` of your choice), ``none``
-        (remove the rules for ``action``). ``delay_seconds`` > 0 delays any
-        mode. Rules are applied first-added-first. Returns the active rules.
+        (remove the rules for ``action``). Mangled copies of moto's real
+        answer: ``truncate`` (cut mid-SecretAccessKey, honest Content-Length),
+        ``short_body`` (full Content-Length, body cut mid-SessionToken, then
+        the connection closes), ``garble`` (invalid XML around intact
+        credential elements), ``html`` (a proxy page quoting the answer;
+        ``http_status`` default 200), ``unparseable`` (200, the credentials as
+        JSON), ``error_200`` (200, an ErrorResponse quoting the credentials);
+        the credentials they carried are in :meth:`issued`. ``delay_seconds``
+        > 0 delays any mode. Rules are applied first-added-first. Returns the
+        active rules.
         """
         rule: dict[str, Any] = {
             "action": action,
@@ -249,6 +258,11 @@ class StsServer:
         result: dict[str, Any] = self._request("POST", "faults", rule)
         faults: list[dict[str, Any]] = result["faults"]
         return faults
+
+    def issued(self, action: str | None = "AssumeRole") -> list[dict[str, str]]:
+        """Credentials that mangled answers carried (``AccessKeyId``, ``SecretAccessKey``,
+        ``SessionToken``), oldest first: what a client must never print."""
+        return [call["issued"] for call in self.calls(action) if call.get("issued")]
 
     def faults(self) -> list[dict[str, Any]]:
         """Active fault rules (``count`` is what remains)."""

@@ -1,12 +1,8 @@
-"""Refresh policy, pure: backoff and error classification (windows: test_schedule.py)."""
+"""Backoff, pure (windows: test_schedule.py; error descriptions: test_secrets.py)."""
 
 from __future__ import annotations
 
 import random
-from typing import Any
-
-import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from brs_autopatch import refresh
 
@@ -23,28 +19,3 @@ def test_backoff_grows_jittered_and_capped() -> None:
 def test_permanent_failures_wait_the_cap_at_once() -> None:
     assert refresh.Backoff(10, 100).next_delay(permanent=True) >= 90
 
-
-def client_error(code: str, status: int) -> ClientError:
-    response: Any = {
-        "Error": {"Code": code, "Message": "msg"},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, "AssumeRole")
-
-
-@pytest.mark.parametrize(
-    "error, cause, permanent",
-    [
-        (client_error("AccessDenied", 403), "access denied: AccessDenied: msg", True),
-        (client_error("Throttling", 400), "throttled: Throttling: msg", False),
-        (client_error("ServiceUnavailable", 503), "STS error (HTTP 503): ServiceUnavailable: msg", False),
-        (
-            EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
-            "STS unreachable: EndpointConnectionError",
-            False,
-        ),
-        (NoCredentialsError(), "no source credentials to call STS with (set AWS_* or a profile)", True),
-    ],
-)
-def test_describe_error(error: Exception, cause: str, permanent: bool) -> None:
-    assert refresh.describe_error(error) == (cause, permanent)
