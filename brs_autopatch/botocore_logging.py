@@ -6,6 +6,10 @@
   record is dropped when the exception is ours.
 * botocore.endpoint logs every request's parameters at DEBUG ("... with params: {...
   'TokenCode': '123456' ...}"): MFA codes are masked there (see mfa.py).
+* botocore's DEBUG output also holds request headers (the session token) and STS
+  answers (the secret key): secrets brs_autopatch issued or configured, and values
+  next to credential names, are masked there too (brs_autopatch.redact), best effort:
+  botocore's format is its own.
 
 Filters only run for records that passed the level check: they cost nothing otherwise.
 """
@@ -38,7 +42,26 @@ class _RedactTokenCodes(logging.Filter):
         return True
 
 
+class _ScrubSecrets(logging.Filter):
+    """redact.scrub() on botocore's records, keeping their lines (no one-line folding)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from . import redact
+
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        clean = redact.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+# botocore's loggers that print requests, signatures and responses at DEBUG.
+_CHATTY = ("botocore.endpoint", "botocore.auth", "botocore.parsers", "botocore.hooks", "botocore.credentials")
 _QUIET = _QuietOurRefreshFailures("brs_autopatch")
+_SCRUB = _ScrubSecrets("brs_autopatch")
 _REDACTOR = _RedactTokenCodes("brs_autopatch")
 
 
@@ -49,8 +72,11 @@ def _add(name: str, log_filter: logging.Filter) -> None:
 
 
 def quiet_our_refresh_failures() -> None:
-    """Drop botocore's traceback-per-request WARNING for our own refresh errors (idempotent)."""
+    """Drop botocore's traceback-per-request WARNING for our own refresh errors, and mask
+    our secrets in botocore's DEBUG output (idempotent)."""
     _add("botocore.credentials", _QUIET)
+    for name in _CHATTY:
+        _add(name, _SCRUB)
 
 
 def redact_token_codes() -> None:
