@@ -39,10 +39,11 @@ VARIABLES: dict[str, str] = {
     "BRS_METHOD": "how credentials are obtained: sts (default), web-identity, custom, or a plugin",
     "BRS_WEB_IDENTITY_TOKEN_FILE": "token file for the web-identity method, re-read every refresh",
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
+    "BRS_SERVE": "brs-run only: serve the role to the whole launch tree, any language (--serve)",
 }
 
 SECRET_VARIABLES = frozenset({"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS"})
-BUILTIN_METHODS = ("sts", "web-identity", "custom")
+BUILTIN_METHODS = ("sts", "web-identity", "custom", "served")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

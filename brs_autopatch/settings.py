@@ -67,6 +67,7 @@ class Settings:
     method: str = "sts"
     web_identity_token_file: str | None = None
     custom_method: str | None = None
+    serve: bool = False  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
 
     @property
     def role_arn(self) -> str | None:
@@ -87,7 +88,7 @@ class Settings:
         fields = {
             name: value
             for name, value in self.__dict__.items()
-            if name not in {"enabled", "log_level", "on_error", "propagate"}
+            if name not in {"enabled", "log_level", "on_error", "propagate", "serve"}
         }
         return json.dumps(fields, sort_keys=True, default=str)
 
@@ -165,6 +166,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ("BRS_ENABLED", "enabled"),
         ("BRS_DEFER_REFRESH", "defer_refresh"),
         ("BRS_PROPAGATE", "propagate"),
+        ("BRS_SERVE", "serve"),
     ):
         raw = _get(env, name)
         if raw is not None:
