@@ -271,11 +271,15 @@ def run(
         logs.configure(settings.log_level)
         credentials = Credentials(settings)
         if not settings.defer_refresh:
+            quiet = _Quiet()
+            logger.addFilter(quiet)  # brs-run's one line says it all
             try:
                 credentials.build()  # the first AssumeRole, before the program starts
             except Unavailable as error:
                 _report(status_fd, f"cannot get the first credentials: {error}")
                 return 1
+            finally:
+                logger.removeFilter(quiet)
         from .serve import PATH
 
         server = Server(listener, Gate(token), credentials, PATH)
@@ -294,6 +298,11 @@ def run(
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Quiet(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
 
 
 def _report(fd: int, line: str) -> None:
