@@ -248,7 +248,10 @@ def _spawn(
             if os.fork() == 0:
                 from .server import run
 
-                code = run(listener, status_write, program, dict(env), settings, token, workdir)
+                code = run(
+                    listener, status_write, program=program, env=dict(env), settings=settings,
+                    token=token, workdir=workdir,
+                )
             else:
                 code = 0
         finally:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
-import select
 import shutil
 import signal
 import socket
@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from .served import ISSUED_AT_FIELD, NEWER_THAN_HEADER
+from .watch import detach, watcher
 
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
@@ -48,7 +49,6 @@ logger = logging.getLogger("brs_autopatch")
 MAX_CONCURRENT = 32
 REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request
 POLL_SECONDS = 0.2
-_STDIO_KEEP = (2,)  # stderr: warnings reach the user; stdout belongs to the program
 
 
 class Credentials:
@@ -90,7 +90,8 @@ class Credentials:
         credentials.get_frozen_credentials()  # refreshes inside the windows; raises when it must
         snapshot = _snapshot(credentials)
         expiry = _timestamp(snapshot["expiry_time"])
-        if newer_than is not None and expiry <= newer_than and credentials.now() >= credentials.next_refresh_time():
+        due = credentials.now() >= credentials.next_refresh_time()
+        if newer_than is not None and expiry <= newer_than and due:
             # A child is at its window and the server still has the same credentials:
             # take part in the refresh that is due (waits for one under way).
             credentials.refresh_in_background()
@@ -186,12 +187,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != self.server.path:
             self._json(404, {"Code": "NotFound", "Message": f"credentials are served at {self.server.path}"})
             return
+        newer_than = _number(self.headers.get(NEWER_THAN_HEADER))
         try:
-            newer_than = float(self.headers.get(NEWER_THAN_HEADER) or "nan")
-        except ValueError:
-            newer_than = float("nan")
-        try:
-            answer = self.server.credentials.answer(None if newer_than != newer_than else newer_than)
+            answer = self.server.credentials.answer(newer_than)
         except Exception as error:  # Unavailable, CredentialRefreshError: messages hold no secret
             self._json(500, {"Code": "CredentialsUnavailable", "Message": str(error).splitlines()[0][:500]})
             return
@@ -213,6 +211,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # http.server logs every request line to stderr: nothing there for the user
+
+
+def _number(header: str | None) -> float | None:
+    try:
+        value = float(header) if header else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 class Server(ThreadingHTTPServer):
@@ -251,6 +257,7 @@ class Server(ThreadingHTTPServer):
 def run(
     listener: socket.socket,
     status_fd: int,
+    *,
     program: int,
     env: dict[str, str],
     settings: Settings,
@@ -259,8 +266,8 @@ def run(
 ) -> int:
     """The server process: start, report on ``status_fd``, serve until ``program`` ends."""
     try:
-        _detach(keep={listener.fileno(), status_fd})
-        watch = _watcher(program)
+        detach(keep={listener.fileno(), status_fd})
+        watch = watcher(program)
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())
@@ -285,16 +292,16 @@ def run(
         server = Server(listener, Gate(token), credentials, PATH)
         thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), daemon=True)
         thread.start()
-        logger.info(
-            "credential server on http://127.0.0.1:%s%s for process %s", listener.getsockname()[1], PATH, program
-        )
+        port = listener.getsockname()[1]
+        logger.info("credential server on http://127.0.0.1:%s%s for process %s", port, PATH, program)
         _report(status_fd, "ok")
         while not stop.is_set() and not watch(POLL_SECONDS):
             pass
         server.shutdown()
         credentials.stop()
         if server.gate.refused:
-            logger.info("credential server: %s requests refused for a missing or wrong token", server.gate.refused)
+            refused = server.gate.refused
+            logger.info("credential server: refused %s requests (missing or wrong token)", refused)
         return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -311,61 +318,3 @@ def _report(fd: int, line: str) -> None:
         os.close(fd)
     except OSError:
         pass
-
-
-def _detach(keep: set[int]) -> None:
-    """stdin and stdout to /dev/null; close every other descriptor but stderr and ``keep``.
-
-    The server must not hold the program's stdout pipe open (a ``$(brs-run ...)``
-    would wait for it) nor any descriptor brs-run inherited from its own parent.
-    """
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    keep = keep | {0, 1, *_STDIO_KEEP}
-    try:
-        fds = sorted(int(name) for name in os.listdir("/proc/self/fd"))
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _watcher(pid: int) -> Any:
-    """``wait(timeout) -> True`` once process ``pid`` has ended (a zombie counts as ended)."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    if pidfd is not None:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        return lambda timeout: bool(poller.poll(timeout * 1000))
-
-    def poll(timeout: float) -> bool:
-        if not _alive(pid):
-            return True
-        time.sleep(timeout)
-        return False
-
-    return poll
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")

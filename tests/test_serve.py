@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -101,7 +102,7 @@ def node() -> str:
 
 def pyarrow_available() -> bool:
     try:
-        import pyarrow.fs  # noqa: F401
+        import pyarrow.fs  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -137,11 +138,13 @@ def test_every_client_signs_as_the_role_across_refreshes(
     script = (
         "set -e\n"
         "python loop.py 3 7 > patched.out &\n"
-        "BRS_PROPAGATE=false python -c 'import os, subprocess, sys;"
-        " sys.exit(subprocess.call([sys.executable, \"loop.py\", \"3\", \"7\"], stdout=open(\"unpatched.out\", \"w\")))' &\n"
+        # A patched parent, its child without the bootstrap (BRS_PROPAGATE=false).
+        "BRS_PROPAGATE=false python -c 'import subprocess, sys; sys.exit(subprocess.call("
+        "[sys.executable, \"loop.py\", \"3\", \"7\"], stdout=open(\"unpatched.out\", \"w\")))' &\n"
         "node client.js 3 7 > node.out &\n"
         "python pa.py 3 7 > pyarrow.out &\n"
-        "for i in 1 2 3; do env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text; sleep 5; done > cli.out\n"
+        "for i in 1 2 3; do env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text;"
+        " sleep 5; done > cli.out\n"
         "wait\n"
     )
     result = launch([*SERVE, "sh", "-c", script], timeout=120)
@@ -214,7 +217,7 @@ def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Pat
     )
 
 
-_names = st.sampled_from(sorted(CREDENTIAL_KEYS) + ["region", "output", "retry_mode", "ca_bundle"])
+_names = st.sampled_from([*sorted(CREDENTIAL_KEYS), "region", "output", "retry_mode", "ca_bundle"])
 _values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/:", min_size=1, max_size=12)
 
 
@@ -278,7 +281,7 @@ def test_a_tree_of_ten_clients_makes_one_assume_role_per_refresh_period(
         url = url_file.read_text().strip()
         time.sleep(8)  # every client is up and has fetched
         tree = _tree_processes(url)
-        out, err = proc.communicate(timeout=seconds + 90)
+        _, err = proc.communicate(timeout=seconds + 90)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -292,7 +295,7 @@ def test_a_tree_of_ten_clients_makes_one_assume_role_per_refresh_period(
     assert set((tmp_path / "pyarrow.out").read_text().split("\n")) <= {"hello from s3", ""}
     times = [call["time"] for call in sts.calls("sts:AssumeRole")]
     span = times[-1] - times[0]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # The period is the server's: lifetime - advisory - lead, about 2 s here.
     period = sorted(gaps)[len(gaps) // 2]
     assert 1.0 < period < 4.0, gaps
@@ -435,7 +438,9 @@ def test_a_wrong_or_missing_token_gets_no_credentials(launch: Launch, sts: StsSe
 
 
 def test_listening_socket_is_loopback_only(base_env: dict[str, str], tmp_path: Path) -> None:
-    program = "import os, time; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'], flush=True); time.sleep(30)"
+    program = (
+        "import os, time; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'], flush=True); time.sleep(30)"
+    )
     with _background([*SERVE, "python", "-c", program], base_env, tmp_path) as proc:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().rsplit(":", 1)[1].split("/")[0])
