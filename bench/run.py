@@ -1,7 +1,8 @@
 """``python -m bench``: run the scenarios, print the tables, optionally write docs/.
 
 Scenario flags (none given = all): --burst (a), --timeline (b), --threads (c),
---cost (d), --latency (e), --sessions (f), --day (the headline chart's data).
+--cost (d), --latency (e), --sessions (f), --day (the headline chart's data),
+--serve (brs-run --serve: a launch tree's AssumeRole calls, endpoint latency).
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import scenarios
+from . import scenarios, serve_scenarios
 from .candidates import CANDIDATES, select, versions
 from .env import bench_env, process_server
 from .report import Table, chart
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day")
-ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions")
+SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day", "serve")
+ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions", "serve_tree", "serve_latency")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +36,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("latency", "e. worst request latency across a refresh with STS slowed to 2 s"),
         ("sessions", "f. 32 threads each with its own session"),
         ("day", "AssumeRole calls over a simulated day per lifetime (the chart)"),
+        ("serve", "brs-run --serve: 8 Python + 2 other clients over a simulated hour; endpoint latency"),
     ):
         parser.add_argument(f"--{name}", action="store_true", help=help_text)
     parser.add_argument("--candidates", help="comma-separated subset of: "
@@ -95,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             took = time.perf_counter() - t0
             for table in sim_tables:
                 done(table, took / len(sim_tables))
+
+    if "serve" in chosen:
+        for serve_scenario in (serve_scenarios.tree, serve_scenarios.latency):
+            t0 = time.perf_counter()
+            done(serve_scenario(), time.perf_counter() - t0)
 
     targets = _targets(tables, opts)
     if targets.rows:

@@ -25,7 +25,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dateutil.parser import isoparse
@@ -81,20 +81,30 @@ def served_method(context: MethodContext) -> Fetch:
             f"BRS_METHOD='served' is not valid here: {URI_ENV} is not set "
             "(brs-run --serve sets both; use another method outside such a launch tree)"
         )
-    held = {"expiry": 0.0}
-
-    def fetch() -> Mapping[str, Any]:
+    def ask(newer_than: float | None) -> Any:
         token = read_token(os.environ)
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = token
-        if held["expiry"]:
-            headers[NEWER_THAN_HEADER] = repr(held["expiry"])
-        answer = _get(uri, headers)
-        metadata = _metadata(uri, answer)
+        if newer_than:
+            headers[NEWER_THAN_HEADER] = repr(newer_than)
+        return _get(uri, headers)
+
+    return fetcher(ask, _where(uri))
+
+
+def fetcher(ask: Callable[[float | None], Any], where: str) -> Fetch:
+    """A fetch over ``ask(newer_than) -> answer`` that only ever returns newer credentials.
+
+    ``ask`` is the GET (the bench passes the server's own function to skip HTTP).
+    """
+    held = {"expiry": 0.0}
+
+    def fetch() -> Mapping[str, Any]:
+        metadata = _metadata(where, ask(held["expiry"] or None))
         expiry = isoparse(metadata["expiry_time"]).timestamp()
         if expiry <= held["expiry"]:
-            raise NotNewerYet(f"the credential server at {_where(uri)} has no newer credentials yet")
+            raise NotNewerYet(f"the credential server at {where} has no newer credentials yet")
         held["expiry"] = expiry
         return metadata
 
@@ -141,12 +151,12 @@ def _error_message(error: urllib.error.HTTPError) -> str:
     return f": {message}" if isinstance(message, str) and message else ""
 
 
-def _metadata(uri: str, answer: Any) -> dict[str, Any]:
+def _metadata(where: str, answer: Any) -> dict[str, Any]:
     """The container-protocol answer -> credential metadata (with the server's issue time)."""
     keys = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
     if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in keys):
         raise ServedError(
-            f"the credential server at {_where(uri)} answered without {', '.join(keys)}", permanent=False
+            f"the credential server at {where} answered without {', '.join(keys)}", permanent=False
         )
     metadata: dict[str, Any] = {
         "access_key": answer["AccessKeyId"],

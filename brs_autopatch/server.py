@@ -32,6 +32,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,10 +55,14 @@ POLL_SECONDS = 0.2
 class Credentials:
     """The role credentials, built before the program starts or on the first request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], float] = time.time, background: bool = True
+    ) -> None:
         # Background refresh whatever BRS_DEFER_REFRESH says: that setting only picks
-        # when the first AssumeRole happens (now, or on the first request).
-        self._settings = replace(settings, defer_refresh=False)
+        # when the first AssumeRole happens (now, or on the first request). The bench
+        # simulates hours with ``clock`` and refreshes on the request path instead.
+        self._settings = replace(settings, defer_refresh=not background)
+        self._clock = clock
         self._lock = threading.Lock()
         self._credentials: RoleCredentials | None = None
         self._error: str | None = None
@@ -74,7 +79,7 @@ class Credentials:
             from . import factory, refresh
 
             try:
-                self._credentials = factory.build(self._settings)
+                self._credentials = factory.build(self._settings, clock=self._clock)
             except Exception as error:
                 cause, _ = refresh.describe_error(error)
                 self._failures += 1
