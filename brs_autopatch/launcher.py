@@ -368,6 +368,13 @@ def _error(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
 
 
+def _serving(env: Mapping[str, str]) -> bool:
+    from .settings import parse_bool
+
+    value = env.get("BRS_SERVE", "")
+    return bool(value.strip()) and parse_bool("BRS_SERVE", value)
+
+
 def _on_error_warn(env: Mapping[str, str]) -> bool:
     return (env.get("BRS_ON_ERROR") or "").strip().lower() == "warn"
 
@@ -436,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.code
 
     warnings = [_uwsgi_warning(command, env)]
-    if patch:
+    if patch and not _serving(env):  # a served program needs no patch of its own
         warnings.append(_interpreter_warning(program, command[0], env.get("PATH")))
     for warning in warnings:
         if warning is not None:

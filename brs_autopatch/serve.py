@@ -225,7 +225,10 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
         token = secrets.token_hex(32)  # 256 bits
         url = f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
         child_env = program_environment(env, url, token, workdir)
-        _spawn(listener, env, settings, token, workdir)
+        try:
+            _spawn(listener, env, settings, token, workdir)
+        except OSError as error:  # fork: EAGAIN, ENOMEM
+            raise ServeError(f"cannot start the credential server: {error.strerror or error}") from None
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

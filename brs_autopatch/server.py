@@ -302,7 +302,8 @@ def run(
         _report(status_fd, "ok")
         while not stop.is_set() and not watch(POLL_SECONDS):
             pass
-        server.shutdown()
+        # No server.shutdown(): it waits for the accept loop, which may wait for a free
+        # slot; os._exit (the caller) ends every thread at once.
         credentials.stop()
         if server.gate.refused:
             refused = server.gate.refused

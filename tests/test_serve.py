@@ -496,3 +496,21 @@ def test_socket_helper_finds_this_process() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         assert _server_pid(listener.getsockname()[1]) == os.getpid()
+
+
+def test_aws_cli_v2_signs_as_the_role(launch: Launch, sts: StsServer) -> None:
+    cli = Path("/usr/bin/aws")
+    version = ""
+    if cli.exists():
+        version = subprocess.run([cli, "--version"], capture_output=True, text=True).stdout
+    if not version.startswith("aws-cli/2"):
+        pytest.skip("AWS CLI v2 is not installed (Debian: apt-get install awscli)")
+    sts.set_duration_override(12)
+    # CLI 2.9 (Debian 12) predates AWS_ENDPOINT_URL and the token file: it reads the token variable.
+    call = f"{cli} sts get-caller-identity --query Arn --output text --endpoint-url \"$AWS_ENDPOINT_URL\""
+    result = launch([*SERVE, "sh", "-c", f"{call}; sleep 3; {call}"])  # the server refreshes every ~2 s
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [ASSUMED, ASSUMED]
+    assert result.stderr == ""
+    keys = [call["access_key_id"] for call in sts.calls("sts:GetCallerIdentity")]
+    assert len(set(keys)) == 2 and FAKE_SOURCE_ACCESS_KEY_ID not in keys
