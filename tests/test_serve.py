@@ -420,7 +420,7 @@ print(json.dumps({"results": results, "other": other, "token": token}))
 
 
 def test_a_wrong_or_missing_token_gets_no_credentials(launch: Launch, sts: StsServer) -> None:
-    result = launch([*SERVE, "python", "-c", PROBE])
+    result = launch([*SERVE, "python", "-c", PROBE], env={"BRS_LOG_LEVEL": "DEBUG"})
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout)
     statuses = [status for status, _ in seen["results"]]
@@ -514,3 +514,64 @@ def test_aws_cli_v2_signs_as_the_role(launch: Launch, sts: StsServer) -> None:
     assert result.stderr == ""
     keys = [call["access_key_id"] for call in sts.calls("sts:GetCallerIdentity")]
     assert len(set(keys)) == 2 and FAKE_SOURCE_ACCESS_KEY_ID not in keys
+
+
+def test_concurrency_is_bounded(base_env: dict[str, str], tmp_path: Path) -> None:
+    program = (
+        "import os, time; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
+        " os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN'], flush=True); time.sleep(30)"
+    )
+    with _background([*SERVE, "python", "-c", program], base_env, tmp_path) as proc:
+        assert proc.stdout is not None
+        url, token = proc.stdout.readline().split()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        server = _server_pid(port)
+        assert server is not None
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        try:
+            time.sleep(0.5)
+            threads = len(os.listdir(f"/proc/{server}/task"))
+            assert threads <= 32 + 4, threads  # 32 handlers + main, accept loop, refresher
+        finally:
+            for connection in idle:
+                connection.close()
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        request = urllib.request.Request(url, headers={"Authorization": token})
+        started = time.monotonic()
+        with opener.open(request, timeout=10) as answer:
+            assert answer.status == 200 and "AccessKeyId" in json.loads(answer.read())
+        assert time.monotonic() - started < 8  # slots free again once the idle ones time out
+
+
+def test_a_child_whose_server_has_nothing_newer_backs_off() -> None:
+    # The server answers the same credentials (its refresh failing): a child inside its
+    # window keeps its current credentials and asks again only after a backoff, not
+    # on every request.
+    from datetime import datetime, timezone
+
+    from brs_autopatch.credentials import RoleCredentials
+    from brs_autopatch.served import fetcher
+
+    now = [1_800_000_000.0]
+    asked = []
+    expiry = datetime.fromtimestamp(now[0] + 900, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def ask(newer_than: float | None) -> dict[str, object]:
+        asked.append(newer_than)
+        return {"AccessKeyId": "ASIAX", "SecretAccessKey": "s", "Token": "t", "Expiration": expiry,
+                "BrsIssuedAt": 1_800_000_000.0}
+
+    child = RoleCredentials(lambda: fetcher(ask, "test"), label="served", clock=lambda: now[0])
+    assert child.get_frozen_credentials().access_key == "ASIAX"
+    now[0] += 700  # inside the 300 s advisory window
+    for _ in range(200):
+        assert child.get_frozen_credentials().access_key == "ASIAX"
+        now[0] += 0.1
+    # 200 requests over 20 s in the window: the first fetch, then one attempt per
+    # backoff (>= 7.5 s each), not one per request.
+    assert 2 <= len(asked) - 1 <= 3, asked
+    held = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert asked[1:] == [held] * (len(asked) - 1)  # each attempt says what it holds
+    assert child.stats.failures == len(asked) - 1
