@@ -94,7 +94,8 @@ class Credentials:
         credentials = self.build()
         credentials.get_frozen_credentials()  # refreshes inside the windows; raises when it must
         snapshot = _snapshot(credentials)
-        expiry = _timestamp(snapshot["expiry_time"])
+        # Compared as served: whole seconds (what the child holds came from this answer).
+        expiry = math.floor(_timestamp(snapshot["expiry_time"]))
         due = credentials.now() >= credentials.next_refresh_time()
         if newer_than is not None and expiry <= newer_than and due:
             # A child is at its window and the server still has the same credentials:

@@ -575,3 +575,66 @@ def test_a_child_whose_server_has_nothing_newer_backs_off() -> None:
     held = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
     assert asked[1:] == [held] * (len(asked) - 1)  # each attempt says what it holds
     assert child.stats.failures == len(asked) - 1
+
+
+_SLOW: dict[str, object] = {}
+
+
+def slow_sts() -> dict[str, object]:
+    """A credential method (BRS_CUSTOM_METHOD) for the test below: the 2nd call waits."""
+    import threading
+
+    calls = int(str(_SLOW["calls"])) + 1
+    _SLOW["calls"] = calls
+    if calls == 2:
+        entered = _SLOW["entered"]
+        release = _SLOW["release"]
+        assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+        entered.set()
+        assert release.wait(10)
+    clock = _SLOW["clock"]
+    assert callable(clock)
+    return {"access_key": f"ASIASLOW{calls:012d}", "secret_key": "s", "token": "t",
+            "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock() + 900))}
+
+
+def test_a_child_at_its_window_waits_for_the_refresh_under_way() -> None:
+    # The server's background refresh is in flight when a child, holding the old
+    # credentials, asks with X-Brs-Newer-Than: the child gets the new ones, and the
+    # tree still made one STS call for that period.
+    import threading
+
+    from brs_autopatch.server import Credentials
+    from brs_autopatch.settings import from_env
+
+    now = [1_800_000_000.0]
+    _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
+    settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
+    server = Credentials(settings, clock=lambda: now[0], background=False)
+    first = server.answer(None)
+    assert first["AccessKeyId"].endswith("1")
+    held = datetime_seconds(first["Expiration"])
+    now[0] += 700  # the server's and the children's refresh is due
+    credentials = server.build()
+    background = threading.Thread(target=credentials.refresh_in_background)
+    background.start()
+    entered = _SLOW["entered"]
+    assert isinstance(entered, threading.Event) and entered.wait(10)
+    answers: list[dict[str, object]] = []
+    child = threading.Thread(target=lambda: answers.append(server.answer(held)))
+    child.start()
+    time.sleep(0.2)
+    assert not answers, "answered the old credentials while a refresh was under way"
+    release = _SLOW["release"]
+    assert isinstance(release, threading.Event)
+    release.set()
+    background.join(10)
+    child.join(10)
+    assert answers and str(answers[0]["AccessKeyId"]).endswith("2")
+    assert _SLOW["calls"] == 2
+
+
+def datetime_seconds(text: object) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
