@@ -298,6 +298,7 @@ def test_a_tree_of_ten_clients_makes_one_assume_role_per_refresh_period(
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # The period is the server's: lifetime - advisory - lead, about 2 s here.
     period = sorted(gaps)[len(gaps) // 2]
+    print(f"tree: {len(times)} AssumeRole over {span:.1f} s, period {period:.2f} s, {len(tree)} processes")
     assert 1.0 < period < 4.0, gaps
     assert abs(len(times) - (1 + span / period)) <= 1, (len(times), span, period, gaps)
     assert min(gaps) > period * 0.5, gaps  # never two for one period
