@@ -272,8 +272,12 @@ def run(
 ) -> int:
     """The server process: start, report on ``status_fd``, serve until ``program`` ends."""
     try:
-        detach(keep={listener.fileno(), status_fd})
-        watch = watcher(program)
+        try:
+            detach(keep={listener.fileno(), status_fd})
+            watch = watcher(program)
+        except OSError as error:  # EMFILE, no /dev/null...: say why, in brs-run's one line
+            _report(status_fd, f"the credential server cannot start: {error.strerror or error}")
+            return 1
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda *_: stop.set())

@@ -639,3 +639,35 @@ def datetime_seconds(text: object) -> float:
     from datetime import datetime, timezone
 
     return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def test_server_that_cannot_start_exits_2_before_the_program(launch: Launch, tmp_path: Path) -> None:
+    # Six descriptors: enough for brs-run, none left for the server's /dev/null.
+    marker = tmp_path / "started"
+    result = launch(["sh", "-c", f"ulimit -n 6; exec {' '.join(SERVE)} sh -c 'touch {marker}'"])
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.startswith("brs-run: --serve: "), result.stderr
+    assert "cannot start" in result.stderr or "exited before it was ready" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
+    pidfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brs_autopatch import watch
+
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # the fallback: polling
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        wait = watch.watcher(child.pid)
+        assert not wait(0.05)
+        assert child.stdin is not None
+        child.stdin.close()  # the child exits, and stays a zombie until reaped below
+        deadline = time.monotonic() + 10
+        while not wait(0.05):
+            assert time.monotonic() < deadline
+        assert _state(child.pid) == "Z"
+    finally:
+        child.wait(10)
