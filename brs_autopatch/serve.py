@@ -20,6 +20,7 @@ exec it
 from __future__ import annotations
 
 import configparser
+import contextlib
 import io
 import os
 import secrets
@@ -249,12 +250,17 @@ def _spawn(
             os.close(status_read)
             os.setsid()  # no terminal signals; the server ends with the program instead
             if os.fork() == 0:
-                from .server import run
+                try:
+                    from .server import run
 
-                code = run(
-                    listener, status_write, program=program, env=dict(env), settings=settings,
-                    token=token, workdir=workdir,
-                )
+                    code = run(
+                        listener, status_write, program=program, env=dict(env), settings=settings,
+                        token=token, workdir=workdir,
+                    )
+                except Exception as error:  # say why in brs-run's one line, if the pipe is open
+                    line = f"the credential server cannot start: {type(error).__name__}: {error}\n"
+                    with contextlib.suppress(OSError):
+                        os.write(status_write, line.replace("\n", " ").strip().encode() + b"\n")
             else:
                 code = 0
         finally:

@@ -647,7 +647,7 @@ def test_server_that_cannot_start_exits_2_before_the_program(launch: Launch, tmp
     result = launch(["sh", "-c", f"ulimit -n 6; exec {' '.join(SERVE)} sh -c 'touch {marker}'"])
     assert result.returncode == 2 and not marker.exists()
     assert result.stderr.startswith("brs-run: --serve: "), result.stderr
-    assert "cannot start" in result.stderr or "exited before it was ready" in result.stderr
+    assert "the credential server cannot start" in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1
 
 
