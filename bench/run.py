@@ -1,7 +1,8 @@
 """``python -m bench``: run the scenarios, print the tables, optionally write docs/.
 
 Scenario flags (none given = all): --burst (a), --timeline (b), --threads (c),
---cost (d), --latency (e), --sessions (f), --day (the headline chart's data).
+--cost (d), --latency (e), --sessions (f), --day (the headline chart's data),
+--serve (brs-run --serve: a launch tree's AssumeRole calls, endpoint latency).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import fleet, scenarios
+from . import fleet, scenarios, serve_scenarios
 from .candidates import CANDIDATES, select, versions
 from .env import bench_env, process_server
 from .report import Table, chart
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day", "fleet")
-ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions", "fleet")
+SCENARIOS = ("burst", "timeline", "threads", "cost", "latency", "sessions", "day", "fleet", "serve")
+ORDER = ("day", "burst", "timeline", "threads", "cost", "latency", "sessions", "fleet", "serve_tree",
+         "serve_latency")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +38,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         ("sessions", "f. 32 threads each with its own session"),
         ("day", "AssumeRole calls over a simulated day per lifetime (the chart)"),
         ("fleet", "g. 1000 processes started together: peak AssumeRole/s, jitter or not"),
+        ("serve", "brs-run --serve: 8 Python + 2 other clients over a simulated hour; endpoint latency"),
     ):
         parser.add_argument(f"--{name}", action="store_true", help=help_text)
     parser.add_argument("--candidates", help="comma-separated subset of: "
@@ -99,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             took = time.perf_counter() - t0
             for table in sim_tables:
                 done(table, took / len(sim_tables))
+
+    if "serve" in chosen:
+        for serve_scenario in (serve_scenarios.tree, serve_scenarios.latency):
+            t0 = time.perf_counter()
+            done(serve_scenario(), time.perf_counter() - t0)
 
     targets = _targets(tables, opts)
     if targets.rows:

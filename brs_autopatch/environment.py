@@ -41,13 +41,14 @@ VARIABLES: dict[str, str] = {
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
     "BRS_PROFILE": "take the role (role_arn, source_profile, mfa_serial, ...) from this AWS config profile",
     "BRS_ADOPT_OWN_KEYS": "explicit keys that these credentials issued get the refreshing ones, default true",
+    "BRS_SERVE": "brs-run only: serve the role to the whole launch tree, any language (--serve)",
 }
 
 # Never echoed in errors. BRS_MFA_TOKEN_COMMAND may hold a TOTP seed (oathtool --totp -b SEED).
 SECRET_VARIABLES = frozenset(
     {"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS", "BRS_MFA_TOKEN_COMMAND"}
 )
-BUILTIN_METHODS = ("sts", "web-identity", "custom")
+BUILTIN_METHODS = ("sts", "web-identity", "custom", "served")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

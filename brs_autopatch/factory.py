@@ -67,6 +67,8 @@ def build(
     first_method = method
     if settings.method == "sts":
         first_method = methods.assume_role_method
+    elif settings.method == "served":
+        hops = [None]  # brs-run --serve: the launch tree's server assumed the roles already
     elif settings.method != "web-identity":
         hops.insert(0, None)  # a plugin's own credentials come first, roles are assumed on top
     if not hops:

@@ -47,11 +47,13 @@ FLAG_OPTIONS: dict[str, tuple[str, str]] = {
     "--defer-refresh": ("BRS_DEFER_REFRESH", "true"),
     "--no-defer-refresh": ("BRS_DEFER_REFRESH", "false"),
     "--no-propagate": ("BRS_PROPAGATE", "false"),
+    "--serve": ("BRS_SERVE", "true"),
 }
 
 USAGE = f"usage: {PROG} [options] [--] command [args...]"
 HELP = f"""{USAGE}
        {PROG} --check [options]
+       {PROG} --credential-process [options]
 
 Run COMMAND with refreshing STS AssumeRole credentials in every boto3/botocore
 session of every Python process it starts. The program is not modified: {PROG}
@@ -65,6 +67,12 @@ options (only before COMMAND; `--` ends them):
   --check                  assume the role once and report: settings (secrets
                            hidden), caller identity, expiry, refresh windows,
                            boto3/botocore versions; exit 0 if all is well, else 1
+  --credential-process     print the role's credentials as credential_process
+                           JSON (for `credential_process = {PROG} --credential-process`
+                           in an AWS config profile) and exit
+  --serve                  sets BRS_SERVE=true: serve the role's credentials to
+                           every process of the tree, any language, from a
+                           loopback container-credentials endpoint
   --role-arn ARN           sets BRS_ROLE_ARN
   --session-name NAME      sets BRS_ROLE_SESSION_NAME
   --duration-seconds N     sets BRS_DURATION_SECONDS
@@ -102,7 +110,7 @@ class Invocation:
     """The parsed command line."""
 
     def __init__(self) -> None:
-        self.action = "run"  # run, help, version, check
+        self.action = "run"  # run, help, version, check, credential-process
         self.env_updates: dict[str, str] = {}
         self.command: list[str] = []
 
@@ -125,6 +133,8 @@ def parse_args(argv: Sequence[str]) -> Invocation:
             parsed.action = "version"
         elif arg == "--check":
             parsed.action = "check"
+        elif arg == "--credential-process":
+            parsed.action = "credential-process"
         elif name in VALUE_OPTIONS:
             if not has_value:
                 if index + 1 >= len(argv):
@@ -358,6 +368,13 @@ def _error(message: str) -> None:
     sys.stderr.write(f"{PROG}: {message}\n")
 
 
+def _serving(env: Mapping[str, str]) -> bool:
+    from .settings import parse_bool
+
+    value = env.get("BRS_SERVE", "")
+    return bool(value.strip()) and parse_bool("BRS_SERVE", value)
+
+
 def _on_error_warn(env: Mapping[str, str]) -> bool:
     return (env.get("BRS_ON_ERROR") or "").strip().lower() == "warn"
 
@@ -387,6 +404,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .check import run_check
 
         return run_check(env)
+
+    if invocation.action == "credential-process":
+        if invocation.command:
+            _error(f"--credential-process runs no command\n{USAGE}")
+            return EXIT_USAGE
+        from .credential_process import run
+
+        return run(env)
 
     command = invocation.command
     if not command:
@@ -418,11 +443,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.code
 
     warnings = [_uwsgi_warning(command, env)]
-    if patch:
+    if patch and not _serving(env):  # a served program needs no patch of its own
         warnings.append(_interpreter_warning(program, command[0], env.get("PATH")))
     for warning in warnings:
         if warning is not None:
             sys.stderr.write(warning + "\n")
+    if patch:
+        from .serve import ServeError, start_if_wanted
+
+        try:
+            env = start_if_wanted(env)
+        except (ServeError, ConfigError) as error:
+            _error(f"--serve: {error}")
+            return EXIT_USAGE
     return execute(program, command, env)
 
 

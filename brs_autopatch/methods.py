@@ -263,10 +263,21 @@ def _check_answer(origin: str, answer: Any) -> dict[str, Any]:
     return metadata
 
 
+def served_method(context: MethodContext) -> Fetch:
+    """``served``: the launch tree's credential server (``brs-run --serve`` sets it up).
+
+    Lives in :mod:`brs_autopatch.served`; imported only where it is used.
+    """
+    from .served import served_method as method
+
+    return method(context)
+
+
 _BUILTINS: dict[str, Method] = {
     "sts": assume_role_method,
     "web-identity": web_identity_method,
     "custom": custom_method,
+    "served": served_method,
 }
 
 

@@ -72,6 +72,7 @@ class Settings:
     # The profile whose credentials call STS (a profile's source_profile).
     source_profile: str | None = None
     adopt_own_keys: bool = True
+    serve: bool = False  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
 
     @property
     def role_arn(self) -> str | None:
@@ -92,7 +93,7 @@ class Settings:
         fields = {
             name: value
             for name, value in self.__dict__.items()
-            if name not in {"enabled", "log_level", "on_error", "propagate", "adopt_own_keys"}
+            if name not in {"enabled", "log_level", "on_error", "propagate", "adopt_own_keys", "serve"}
         }
         return json.dumps(fields, sort_keys=True, default=str)
 
@@ -171,6 +172,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         ("BRS_DEFER_REFRESH", "defer_refresh"),
         ("BRS_PROPAGATE", "propagate"),
         ("BRS_ADOPT_OWN_KEYS", "adopt_own_keys"),
+        ("BRS_SERVE", "serve"),
     ):
         raw = _get(env, name)
         if raw is not None:

@@ -109,7 +109,7 @@ def test_unknown_method_lists_the_available_ones(aws_env: dict[str, str]) -> Non
         factory.build(from_env({"BRS_METHOD": "no-such-method", "BRS_ROLE_ARN": ROLE}))
     message = str(caught.value)
     assert message.startswith("BRS_METHOD='no-such-method' is not valid: expected one of ")
-    assert "custom, sts, web-identity" in message and "\n" not in message
+    assert "custom, served, sts, web-identity" in message and "\n" not in message
 
 
 def test_unknown_method_under_import_fails_with_the_config_error(
@@ -562,7 +562,7 @@ def test_plugin_with_a_role_on_top(
 PLUGIN_ERRORS = {
     "broken": "BRS_METHOD='broken' is not valid: its entry point brs_plugin_demo.missing:method "
     "cannot be loaded (ModuleNotFoundError",
-    "nope": "BRS_METHOD='nope' is not valid: expected one of broken, custom, demo, sts, web-identity",
+    "nope": "BRS_METHOD='nope' is not valid: expected one of broken, custom, demo, served, sts, web-identity",
 }
 
 

@@ -1,0 +1,673 @@
+"""``brs-run --serve``: one credential server for the launch tree, any language.
+
+Real clients nobody here wrote sign against the local moto STS/S3: patched boto3
+children, boto3 and the AWS CLI v1 without the bootstrap, pyarrow's S3FileSystem
+(the AWS C++ SDK), the AWS SDK for JavaScript v3. Proof of identity is server-side:
+GetCallerIdentity's ARN and the access key moto recorded for each request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+from hypothesis import given
+from hypothesis import strategies as st
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
+from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
+
+from brs_autopatch.serve import CREDENTIAL_KEYS, stripped_config, stripped_credentials
+
+SERVE = (*MODULE, "--serve")
+NODE_DIR = REPO_ROOT / ".cache" / "node"
+BUCKET = "brs-serve-bucket"
+
+IDENTITY = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+JS_CLIENT = """
+const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
+const n = parseInt(process.argv[2] || "1"), gap = parseFloat(process.argv[3] || "0");
+(async () => {
+  const client = new STSClient({ region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION });
+  for (let i = 0; i < n; i++) {
+    const answer = await client.send(new GetCallerIdentityCommand({}));
+    console.log(answer.Arn);
+    if (gap) await new Promise((done) => setTimeout(done, gap * 1000));
+  }
+})().catch((error) => { console.error(String(error)); process.exit(1); });
+"""
+PYARROW_CLIENT = f"""
+import os, sys, time
+from pyarrow import fs
+s3 = fs.S3FileSystem(region="us-east-1", endpoint_override=os.environ["AWS_ENDPOINT_URL"])
+for _ in range(int(sys.argv[1])):
+    with s3.open_input_stream("{BUCKET}/key.txt") as handle:
+        print(handle.read().decode())
+    time.sleep(float(sys.argv[2]))
+"""
+BOTO3_LOOP = """
+import sys, time, boto3
+client = boto3.client("sts")
+for _ in range(int(sys.argv[1])):
+    print(client.get_caller_identity()["Arn"], flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def base_env(aws_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = make_base_env(aws_env, tmp_path)
+    env["NODE_PATH"] = str(NODE_DIR / "node_modules")
+    env["NODE_NO_WARNINGS"] = "1"  # the SDK's "node >= 22 soon" notice
+    return env
+
+
+@pytest.fixture
+def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
+    return make_launch(base_env, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """node with @aws-sdk/client-sts (npm-installed into .cache/node once, under a lock)."""
+    binary = shutil.which("node")
+    npm = shutil.which("npm")
+    if binary is None or npm is None:
+        pytest.skip("node/npm is not installed: the AWS SDK for JavaScript v3 test needs it")
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(NODE_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (NODE_DIR / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
+            result = subprocess.run(
+                [npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--silent",
+                 "@aws-sdk/client-sts@3"],
+                capture_output=True, text=True, timeout=300,
+            )
+            assert result.returncode == 0, f"npm install @aws-sdk/client-sts failed:\n{result.stderr}"
+    return binary
+
+
+def pyarrow_available() -> bool:
+    try:
+        import pyarrow.fs  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def bucket(sts: StsServer, aws_env: dict[str, str]) -> str:
+    """An object in moto's S3, written with the source credentials."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="key.txt", Body=b"hello from s3")
+    return BUCKET
+
+
+def role_keys(sts: StsServer, key: str) -> set[str]:
+    return {str(call["access_key_id"]) for call in sts.calls(key)}
+
+
+# -- every client signs as the role -------------------------------------------------------------
+
+def test_every_client_signs_as_the_role_across_refreshes(
+    launch: Launch, sts: StsServer, tmp_path: Path, node: str, bucket: str
+) -> None:
+    if not pyarrow_available():
+        pytest.fail("pyarrow is not installed (it is in the test extra)")
+    sts.set_duration_override(12)
+    write(tmp_path / "client.js", JS_CLIENT)
+    write(tmp_path / "pa.py", PYARROW_CLIENT)
+    write(tmp_path / "loop.py", BOTO3_LOOP)
+    # Each client outlives its first credentials (12 s; the server refreshes every ~2 s).
+    script = (
+        "set -e\n"
+        "python loop.py 3 7 > patched.out &\n"
+        # A patched parent, its child without the bootstrap (BRS_PROPAGATE=false).
+        "BRS_PROPAGATE=false python -c 'import subprocess, sys; sys.exit(subprocess.call("
+        "[sys.executable, \"loop.py\", \"3\", \"7\"], stdout=open(\"unpatched.out\", \"w\")))' &\n"
+        "node client.js 3 7 > node.out &\n"
+        "python pa.py 3 7 > pyarrow.out &\n"
+        "for i in 1 2 3; do env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text;"
+        " sleep 5; done > cli.out\n"
+        "wait\n"
+    )
+    result = launch([*SERVE, "sh", "-c", script], timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("patched", "unpatched", "node", "cli"):
+        assert (tmp_path / f"{name}.out").read_text().split() == [ASSUMED] * 3, name
+    assert (tmp_path / "pyarrow.out").read_text().split("\n")[:3] == ["hello from s3"] * 3
+    # Server-side: nothing but role keys signed, several of them (refreshes happened).
+    signers = role_keys(sts, "sts:GetCallerIdentity") | role_keys(sts, "s3:GET")
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in signers
+    assert all(key.startswith("ASIA") for key in signers)
+    assert len(role_keys(sts, "s3:GET")) >= 2, "pyarrow did not pick up refreshed credentials"
+    assert len(role_keys(sts, "sts:GetCallerIdentity")) >= 3
+    assert "Traceback" not in result.stderr
+
+
+def test_source_from_a_profile_never_reaches_unpatched_clients(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    credentials = write(tmp_path / "aws" / "credentials", (
+        f"[src]\naws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}\n"
+        f"aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}\n"
+        "[default]\naws_access_key_id = AKIDOTHER00000000000\naws_secret_access_key = other\n"
+    ))
+    config = write(tmp_path / "aws" / "config", (
+        "[profile src]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n"
+        "[default]\nregion = us-west-2\n"
+    ))
+    show = (
+        "import os, botocore.session as b; s = b.get_session();"
+        " print(s.get_config_variable('region'), s.get_credentials().method, 'AWS_PROFILE' in os.environ)"
+    )
+    env = {
+        "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_DEFAULT_REGION": None,
+        "AWS_PROFILE": "src", "AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_CONFIG_FILE": str(config),
+    }
+    script = (
+        f"env -u BRS_BOOTSTRAP python -c \"{show}\"; "
+        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text; "
+        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile src; "
+        "cat \"$AWS_CONFIG_FILE\""
+    )
+    result = launch([*SERVE, "sh", "-c", script], env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # The selected profile's region (and other settings), the server's credentials.
+    assert lines[0] == "eu-west-1 container-role False"
+    assert lines[1] == ASSUMED
+    assert lines[2] != ASSUMED  # explicit about another identity: still possible
+    assert "addressing_style" in result.stdout
+    assert "AKIDOTHER00000000000" not in result.stdout
+    assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
+    assert sts.calls("sts:GetCallerIdentity")[0]["access_key_id"] != FAKE_SOURCE_ACCESS_KEY_ID
+
+
+def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Path) -> None:
+    text = (
+        "[profile dev]\nregion = eu-west-1\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = base\n"
+        "output = json\n[profile base]\naws_access_key_id = AKIDBASE\n"
+        "[default]\nregion = us-east-2\naws_secret_access_key = s\n"
+        "[sso-session corp]\nsso_start_url = https://x\n[services local]\ns3 =\n  endpoint_url = http://x\n"
+    )
+    out = stripped_config(text, "dev")
+    default = out.split("[profile dev]")[0]
+    assert "region = eu-west-1" in default and "output = json" in default
+    assert "role_arn" not in default and "source_profile" not in default
+    assert "sso-session" not in out and "[services local]" in out
+    assert stripped_credentials("[default]\naws_access_key_id = A\n[x]\naws_access_key_id = B\n").strip() == (
+        "[x]\naws_access_key_id = B"
+    )
+
+
+_names = st.sampled_from([*sorted(CREDENTIAL_KEYS), "region", "output", "retry_mode", "ca_bundle"])
+_values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/:", min_size=1, max_size=12)
+
+
+@given(st.dictionaries(_names, _values, max_size=8), st.sampled_from(["default", "dev"]))
+def test_stripped_config_keeps_settings_and_drops_every_credential_key(
+    settings: dict[str, str], profile: str
+) -> None:
+    section = "default" if profile == "default" else f"profile {profile}"
+    text = f"[{section}]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+    import configparser
+
+    parser = configparser.RawConfigParser()
+    parser.read_string(stripped_config(text, profile))
+    default = dict(parser.items("default"))
+    assert not set(default) & CREDENTIAL_KEYS
+    assert default == {key: value for key, value in settings.items() if key not in CREDENTIAL_KEYS}
+
+
+# -- one AssumeRole per refresh period for the whole tree ---------------------------------------
+
+def _tree_processes(url: str) -> dict[int, dict[str, str]]:
+    """pid -> environment of every process whose environment names this server."""
+    found: dict[int, dict[str, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        env = dict(item.split("=", 1) for item in raw.decode("utf-8", "replace").split("\0") if "=" in item)
+        if env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") == url:
+            found[int(entry)] = env
+    return found
+
+
+def test_a_tree_of_ten_clients_makes_one_assume_role_per_refresh_period(
+    base_env: dict[str, str], sts: StsServer, tmp_path: Path, node: str, bucket: str
+) -> None:
+    if not pyarrow_available():
+        pytest.fail("pyarrow is not installed (it is in the test extra)")
+    sts.set_duration_override(12)
+    seconds, gap = 60, 1.0
+    rounds = int(seconds / gap)
+    write(tmp_path / "client.js", JS_CLIENT)
+    write(tmp_path / "pa.py", PYARROW_CLIENT)
+    write(tmp_path / "loop.py", BOTO3_LOOP)
+    script = "".join(f"python loop.py {rounds} {gap} > py{index}.out &\n" for index in range(8))
+    script += f"node client.js {rounds} {gap} > node.out &\npython pa.py {rounds} {gap} > pyarrow.out &\n"
+    script += "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" > url\nwait\n"
+    env = dict(base_env)
+    proc = subprocess.Popen(
+        [*SERVE, "sh", "-c", script], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        url_file = tmp_path / "url"
+        deadline = time.monotonic() + 30
+        while not (url_file.exists() and url_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        url = url_file.read_text().strip()
+        time.sleep(8)  # every client is up and has fetched
+        tree = _tree_processes(url)
+        _, err = proc.communicate(timeout=seconds + 90)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert len(tree) >= 11, f"expected the shell and 10 clients, saw {len(tree)}"
+    for pid, process_env in tree.items():
+        assert FAKE_SOURCE_ACCESS_KEY_ID not in "\0".join(f"{k}={v}" for k, v in process_env.items()), pid
+    for index in range(8):
+        assert set((tmp_path / f"py{index}.out").read_text().split()) == {ASSUMED}
+    assert set((tmp_path / "node.out").read_text().split()) == {ASSUMED}
+    assert set((tmp_path / "pyarrow.out").read_text().split("\n")) <= {"hello from s3", ""}
+    times = [call["time"] for call in sts.calls("sts:AssumeRole")]
+    span = times[-1] - times[0]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # The period is the server's: lifetime - advisory - lead, about 2 s here.
+    period = sorted(gaps)[len(gaps) // 2]
+    print(f"tree: {len(times)} AssumeRole over {span:.1f} s, period {period:.2f} s, {len(tree)} processes")
+    assert 1.0 < period < 4.0, gaps
+    assert abs(len(times) - (1 + span / period)) <= 1, (len(times), span, period, gaps)
+    assert min(gaps) > period * 0.5, gaps  # never two for one period
+    served_calls = len(sts.calls("sts:GetCallerIdentity")) + len(sts.calls("s3:GET"))
+    assert served_calls >= 9 * rounds * 0.8
+    assert "Traceback" not in err
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+def _server_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:port (found through /proc/net/tcp)."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inode = fields[9]
+    if inode is None:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") == f"socket:[{inode}]":
+                        return int(entry)
+    return None
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _background(cmd: list[str], env: Mapping[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(cmd, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+
+
+def test_sigkill_of_the_program_ends_the_server_without_a_zombie(
+    base_env: dict[str, str], sts: StsServer, tmp_path: Path
+) -> None:
+    program = (
+        "import os, sys, time\n"
+        "print(os.getpid(), os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
+        " os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'], flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with _background([*SERVE, "python", "-c", program], base_env, tmp_path) as proc:
+        assert proc.stdout is not None
+        pid, url, token_file = proc.stdout.readline().split()
+        assert int(pid) == proc.pid  # exec semantics: the program is brs-run's process
+        server = _server_pid(int(url.rsplit(":", 1)[1].split("/")[0]))
+        assert server is not None and server != proc.pid
+        assert _state(server) in ("S", "R")
+        directory = Path(token_file).parent
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert stat.S_IMODE(Path(token_file).stat().st_mode) == 0o600
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 2.0
+        while _state(server) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _state(server) is None, f"server {server} still there: state {_state(server)}"
+        assert not directory.exists()
+
+
+def test_exit_codes_signals_and_wait_pass_through(launch: Launch) -> None:
+    assert launch([*SERVE, "sh", "-c", "exit 7"]).returncode == 7
+    result = launch([*SERVE, "sh", "-c", "echo $$; kill -TERM $$"])
+    assert result.returncode == -signal.SIGTERM
+    assert int(result.stdout) == result.pid
+    # The server is no child of the program: a program reaping its children never gets it.
+    result = launch([*SERVE, "python", "-c", (
+        "import os\ntry:\n    print(os.wait())\nexcept ChildProcessError:\n    print('no children')"
+    )])
+    assert (result.returncode, result.stdout.strip()) == (0, "no children"), result.stderr
+
+
+def test_stdout_is_the_programs_alone(launch: Launch) -> None:
+    # The server holds no copy of stdout: a capture ends when the program does.
+    result = launch([*SERVE, "sh", "-c", "echo out"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, "out\n", "")
+
+
+# -- security -----------------------------------------------------------------------------------
+
+PROBE = """
+import json, os, socket, urllib.error, urllib.request
+url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+token = open(os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]).read()
+assert token == os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] and len(token) == 64
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def get(headers, target=url):
+    try:
+        with opener.open(urllib.request.Request(target, headers=headers), timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+results = [get({}), get({}), get({"Authorization": "x" * 64}), get({"Authorization": token[:-1]}),
+           get({"Authorization": token}), get({"Authorization": token}, url + "/../other")]
+port = int(url.rsplit(":", 1)[1].split("/")[0])
+try:
+    socket.create_connection(("127.0.0.2", port), timeout=2).close()
+    other = "connected"
+except OSError:
+    other = "refused"
+print(json.dumps({"results": results, "other": other, "token": token}))
+"""
+
+
+def test_a_wrong_or_missing_token_gets_no_credentials(launch: Launch, sts: StsServer) -> None:
+    result = launch([*SERVE, "python", "-c", PROBE], env={"BRS_LOG_LEVEL": "DEBUG"})
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    statuses = [status for status, _ in seen["results"]]
+    assert statuses == [401, 401, 403, 403, 200, 404]
+    for status, body in seen["results"]:
+        assert ("AccessKeyId" in body) == (status == 200)
+    answer = json.loads(seen["results"][4][1])
+    assert set(answer) >= {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "BrsIssuedAt"}
+    assert seen["other"] == "refused"  # bound to 127.0.0.1, not the whole loopback net
+    # Refusals logged once per peer and kind, never with the token or a secret.
+    assert result.stderr.count("without a token") == 1
+    assert result.stderr.count("with a wrong token") == 1
+    assert seen["token"] not in result.stderr
+    assert answer["SecretAccessKey"] not in result.stderr
+
+
+def test_listening_socket_is_loopback_only(base_env: dict[str, str], tmp_path: Path) -> None:
+    program = (
+        "import os, time; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'], flush=True); time.sleep(30)"
+    )
+    with _background([*SERVE, "python", "-c", program], base_env, tmp_path) as proc:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().rsplit(":", 1)[1].split("/")[0])
+        listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[3] == "0A" and line.split()[1].endswith(f":{port:04X}")]
+        assert listening == [f"0100007F:{port:04X}"]
+        tcp6 = Path("/proc/net/tcp6")
+        if tcp6.exists():
+            assert f":{port:04X} " not in tcp6.read_text()
+
+
+# -- start-up failures --------------------------------------------------------------------------
+
+def test_failed_first_credentials_exit_2_before_the_program_starts(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    sts.fault("AssumeRole", "access_denied")
+    marker = tmp_path / "started"
+    result = launch([*SERVE, "--no-defer-refresh", "sh", "-c", f"touch {marker}"])
+    assert result.returncode == 2
+    assert not marker.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "AccessDenied" in lines[0] and lines[0].startswith("brs-run: --serve:"), lines
+
+
+def test_deferred_first_failure_is_retried_and_logged_once(launch: Launch, sts: StsServer) -> None:
+    # The first AssumeRole happens on the first request; it fails once. The server
+    # answers 500 (no credentials), botocore's container provider retries a second
+    # later, and the server, past its 1 s backoff, assumes the role.
+    sts.fault("AssumeRole", "access_denied", count=1)
+    result = launch([*SERVE, "sh", "-c", f"env -u BRS_BOOTSTRAP python -c \"{IDENTITY}\""])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ASSUMED
+    assert sts.count("sts:AssumeRole") == 2
+    assert result.stderr.count("AccessDenied") == 1, result.stderr
+
+
+def test_brs_serve_variable_and_nested_launchers(launch: Launch, sts: StsServer) -> None:
+    inner = f"{sys.executable} -m brs_autopatch --serve python -c \"{IDENTITY}\""
+    result = launch([*MODULE, "sh", "-c", inner], env={"BRS_SERVE": "true"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ASSUMED
+    assert sts.count("sts:AssumeRole") == 1  # the outer server serves the nested tree
+
+
+def test_brs_run_script_is_installed() -> None:
+    assert BRS_RUN.exists(), "pip install -e . did not install brs-run"
+
+
+def test_socket_helper_finds_this_process() -> None:
+    # The lifecycle tests rely on _server_pid: check it on a socket of our own.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        assert _server_pid(listener.getsockname()[1]) == os.getpid()
+
+
+def test_aws_cli_v2_signs_as_the_role(launch: Launch, sts: StsServer) -> None:
+    cli = Path("/usr/bin/aws")
+    version = ""
+    if cli.exists():
+        version = subprocess.run([cli, "--version"], capture_output=True, text=True).stdout
+    if not version.startswith("aws-cli/2"):
+        pytest.skip("AWS CLI v2 is not installed (Debian: apt-get install awscli)")
+    sts.set_duration_override(12)
+    # CLI 2.9 (Debian 12) predates AWS_ENDPOINT_URL and the token file: it reads the token variable.
+    call = f"{cli} sts get-caller-identity --query Arn --output text --endpoint-url \"$AWS_ENDPOINT_URL\""
+    result = launch([*SERVE, "sh", "-c", f"{call}; sleep 3; {call}"])  # the server refreshes every ~2 s
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [ASSUMED, ASSUMED]
+    assert result.stderr == ""
+    keys = [call["access_key_id"] for call in sts.calls("sts:GetCallerIdentity")]
+    assert len(set(keys)) == 2 and FAKE_SOURCE_ACCESS_KEY_ID not in keys
+
+
+def test_concurrency_is_bounded(base_env: dict[str, str], tmp_path: Path) -> None:
+    program = (
+        "import os, time; print(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'],"
+        " os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN'], flush=True); time.sleep(30)"
+    )
+    with _background([*SERVE, "python", "-c", program], base_env, tmp_path) as proc:
+        assert proc.stdout is not None
+        url, token = proc.stdout.readline().split()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        server = _server_pid(port)
+        assert server is not None
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        try:
+            time.sleep(0.5)
+            threads = len(os.listdir(f"/proc/{server}/task"))
+            assert threads <= 32 + 4, threads  # 32 handlers + main, accept loop, refresher
+        finally:
+            for connection in idle:
+                connection.close()
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        request = urllib.request.Request(url, headers={"Authorization": token})
+        started = time.monotonic()
+        with opener.open(request, timeout=10) as answer:
+            assert answer.status == 200 and "AccessKeyId" in json.loads(answer.read())
+        assert time.monotonic() - started < 8  # slots free again once the idle ones time out
+
+
+def test_a_child_whose_server_has_nothing_newer_backs_off() -> None:
+    # The server answers the same credentials (its refresh failing): a child inside its
+    # window keeps its current credentials and asks again only after a backoff, not
+    # on every request.
+    from datetime import datetime, timezone
+
+    from brs_autopatch.credentials import RoleCredentials
+    from brs_autopatch.served import fetcher
+
+    now = [1_800_000_000.0]
+    asked = []
+    expiry = datetime.fromtimestamp(now[0] + 900, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def ask(newer_than: float | None) -> dict[str, object]:
+        asked.append(newer_than)
+        return {"AccessKeyId": "ASIAX", "SecretAccessKey": "s", "Token": "t", "Expiration": expiry,
+                "BrsIssuedAt": 1_800_000_000.0}
+
+    child = RoleCredentials(lambda: fetcher(ask, "test"), label="served", clock=lambda: now[0])
+    assert child.get_frozen_credentials().access_key == "ASIAX"
+    now[0] += 700  # inside the 300 s advisory window
+    for _ in range(200):
+        assert child.get_frozen_credentials().access_key == "ASIAX"
+        now[0] += 0.1
+    # 200 requests over 20 s in the window: the first fetch, then one attempt per
+    # backoff (>= 7.5 s each), not one per request.
+    assert 2 <= len(asked) - 1 <= 3, asked
+    held = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert asked[1:] == [held] * (len(asked) - 1)  # each attempt says what it holds
+    assert child.stats.failures == len(asked) - 1
+
+
+_SLOW: dict[str, object] = {}
+
+
+def slow_sts() -> dict[str, object]:
+    """A credential method (BRS_CUSTOM_METHOD) for the test below: the 2nd call waits."""
+    import threading
+
+    calls = int(str(_SLOW["calls"])) + 1
+    _SLOW["calls"] = calls
+    if calls == 2:
+        entered = _SLOW["entered"]
+        release = _SLOW["release"]
+        assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+        entered.set()
+        assert release.wait(10)
+    clock = _SLOW["clock"]
+    assert callable(clock)
+    return {"access_key": f"ASIASLOW{calls:012d}", "secret_key": "s", "token": "t",
+            "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock() + 900))}
+
+
+def test_a_child_at_its_window_waits_for_the_refresh_under_way() -> None:
+    # The server's background refresh is in flight when a child, holding the old
+    # credentials, asks with X-Brs-Newer-Than: the child gets the new ones, and the
+    # tree still made one STS call for that period.
+    import threading
+
+    from brs_autopatch.server import Credentials
+    from brs_autopatch.settings import from_env
+
+    now = [1_800_000_000.0]
+    _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
+    settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
+    server = Credentials(settings, clock=lambda: now[0], background=False)
+    first = server.answer(None)
+    assert first["AccessKeyId"].endswith("1")
+    held = datetime_seconds(first["Expiration"])
+    now[0] += 700  # the server's and the children's refresh is due
+    credentials = server.build()
+    background = threading.Thread(target=credentials.refresh_in_background)
+    background.start()
+    entered = _SLOW["entered"]
+    assert isinstance(entered, threading.Event) and entered.wait(10)
+    answers: list[dict[str, object]] = []
+    child = threading.Thread(target=lambda: answers.append(server.answer(held)))
+    child.start()
+    time.sleep(0.2)
+    assert not answers, "answered the old credentials while a refresh was under way"
+    release = _SLOW["release"]
+    assert isinstance(release, threading.Event)
+    release.set()
+    background.join(10)
+    child.join(10)
+    assert answers and str(answers[0]["AccessKeyId"]).endswith("2")
+    assert _SLOW["calls"] == 2
+
+
+def datetime_seconds(text: object) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def test_server_that_cannot_start_exits_2_before_the_program(launch: Launch, tmp_path: Path) -> None:
+    # Six descriptors: enough for brs-run, none left for the server's /dev/null.
+    marker = tmp_path / "started"
+    result = launch(["sh", "-c", f"ulimit -n 6; exec {' '.join(SERVE)} sh -c 'touch {marker}'"])
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.startswith("brs-run: --serve: "), result.stderr
+    assert "the credential server cannot start" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
+    pidfd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brs_autopatch import watch
+
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)  # the fallback: polling
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        wait = watch.watcher(child.pid)
+        assert not wait(0.05)
+        assert child.stdin is not None
+        child.stdin.close()  # the child exits, and stays a zombie until reaped below
+        deadline = time.monotonic() + 10
+        while not wait(0.05):
+            assert time.monotonic() < deadline
+        assert _state(child.pid) == "Z"
+    finally:
+        child.wait(10)
