@@ -41,7 +41,7 @@ def run(env: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = 
         err.write(f"{PROG}: {error}\n")
         return 2
     except Exception as error:
-        from .refresh import describe_error
+        from .failures import describe_error
 
         cause = str(error) if isinstance(error, RuntimeError) else describe_error(error)[0]
         err.write(f"{PROG}: {cause.splitlines()[0] if cause else type(error).__name__}\n")

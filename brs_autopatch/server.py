@@ -76,12 +76,12 @@ class Credentials:
                 return self._credentials
             if self._error is not None and time.monotonic() < self._retry_at:
                 raise Unavailable(self._error)
-            from . import factory, refresh
+            from . import factory, failures
 
             try:
                 self._credentials = factory.build(self._settings, clock=self._clock)
             except Exception as error:
-                cause, _ = refresh.describe_error(error)
+                cause, _ = failures.describe_error(error)
                 self._failures += 1
                 self._error = str(error) if isinstance(error, (ValueError, RuntimeError)) else cause
                 # Requests keep coming: retry STS at most every 1, 2, 4 ... 30 s.

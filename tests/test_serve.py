@@ -101,11 +101,9 @@ def node() -> str:
 
 
 def pyarrow_available() -> bool:
-    try:
-        import pyarrow.fs  # type: ignore[import-untyped]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 @pytest.fixture
