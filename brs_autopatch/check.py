@@ -23,7 +23,7 @@ from .errors import ConfigError, CredentialRefreshError
 
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
-    from .settings import Settings
+    from .plan import Plan
 
 MIN_VERSION = (1, 34)
 PROG = "brs-run --check"
@@ -140,19 +140,21 @@ def _checks(env: dict[str, str], report: Report) -> bool:
 
         patch.unpatch()
 
-    from . import factory
+    from . import factory, plan
 
+    # The same validation plan as install() and the launcher: every bad value, here.
+    try:
+        planned = plan.make(settings)
+    except ConfigError as error:
+        raise CheckFailed(str(error)) from None
     if settings.method == "sts":
         _check_source(report)
     if settings.cache_dir:
-        _check_cache_dir(settings.cache_dir, report)
+        report.line("cache directory", f"{settings.cache_dir} (usable)")
 
     # The check itself: one real AssumeRole (never from the file cache), lazily built.
-    checked = replace(settings, defer_refresh=True, cache_dir=None)
-    try:
-        credentials = factory.build(checked)
-    except ConfigError as error:
-        raise CheckFailed(str(error)) from None
+    checked = replace(planned, settings=replace(settings, defer_refresh=True, cache_dir=None), cache_dir=None)
+    credentials = factory.build_from_plan(checked)
     started = time.monotonic()
     try:
         frozen = credentials.get_frozen_credentials()
@@ -165,7 +167,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     report.line("assume role", f"ok in {elapsed:.0f} ms: {settings.role_arn or credentials.label}{chain}")
     report.line("access key", _tail(frozen.access_key or ""))
 
-    identity = _caller_identity(settings, credentials)
+    identity = _caller_identity(checked, credentials)
     arn = str(identity.get("Arn", ""))
     report.line("caller identity", arn)
     report.line("account", str(identity.get("Account", "")))
@@ -240,22 +242,12 @@ def _check_source(report: Report) -> None:
     report.line("source credentials", f"{found.method} ({_tail(access_key)})")
 
 
-def _check_cache_dir(directory: str, report: Report) -> None:
-    from .cache import FileCache
-
-    try:
-        FileCache(directory)
-    except OSError as error:
-        raise CheckFailed(f"BRS_CACHE_DIR={directory}: {_describe(error)}") from None
-    report.line("cache directory", f"{directory} (usable)")
-
-
-def _caller_identity(settings: Settings, credentials: RoleCredentials) -> dict[str, Any]:
+def _caller_identity(checked: Plan, credentials: RoleCredentials) -> dict[str, Any]:
     """GetCallerIdentity signed with the role credentials, through the configured STS endpoint."""
     from . import factory, sources
 
     try:
-        kwargs = factory._client_kwargs(settings, sources.plain_session)
+        kwargs = factory.client_kwargs(checked, sources.plain_session)
         client: Any = sources.session_with(credentials).create_client("sts", **kwargs)
         answer: dict[str, Any] = client.get_caller_identity()
     except Exception as error:

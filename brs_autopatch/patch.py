@@ -43,6 +43,7 @@ class PatchState:
         self.warned = False
         self.initializer: Any = None
         self.saved_default_session: Any = None
+        self.plan: Any = None  # brs_autopatch.plan.Plan, made when botocore is imported
 
     def __repr__(self) -> str:
         return f"<PatchState role={self.settings.role_arn} active={self.active}>"
@@ -75,7 +76,7 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     with _lock:
         _generation += 1
         state = PatchState(settings, _generation)
-    importer.when_imported("botocore", _hook(state, _patch_botocore))
+    importer.when_imported("botocore", _hook(state, _plan_then_patch))
     importer.when_imported("boto3", _hook(state, _patch_boto3))
     return True
 
@@ -87,6 +88,25 @@ def _hook(state: PatchState, apply: Any) -> importer.Hook:
         apply(module, state)
 
     return hook
+
+
+def _plan_then_patch(botocore: ModuleType, state: PatchState) -> None:
+    """Validate everything (:func:`brs_autopatch.plan.make`) as botocore arrives, then patch.
+
+    A bad value raises here: from ``import brs_autopatch`` when botocore was imported
+    first, else from the import of botocore (the hook stays armed, so a second import
+    raises again instead of going on unpatched). BRS_ON_ERROR=warn: one warning, no patch.
+    """
+    from . import plan
+
+    try:
+        state.plan = plan.make(state.settings)
+    except ConfigError as error:
+        if state.settings.on_error != "warn":
+            raise
+        logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
+        return
+    _patch_botocore(botocore, state)
 
 
 def _patch_botocore(botocore: ModuleType, state: PatchState) -> None:

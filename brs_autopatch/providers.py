@@ -39,7 +39,11 @@ def shared_credentials(state: PatchState) -> RoleCredentials:
     with _shared_lock:
         credentials = _shared.get(key)
         if credentials is None:
-            credentials = _shared[key] = factory.build(state.settings)
+            # The plan install() made as botocore arrived: nothing is checked twice.
+            planned = getattr(state, "plan", None)
+            credentials = _shared[key] = (
+                factory.build_from_plan(planned) if planned is not None else factory.build(state.settings)
+            )
         return credentials
 
 

@@ -1,22 +1,34 @@
 """Checks that need botocore: AssumeRole parameters against the STS service model,
-STS client keywords against ``botocore.session.Session.create_client``.
+STS client keywords against ``Session.create_client``, botocore ``Config`` values.
 
-No hand-kept list of keys: a new AssumeRole parameter in botocore's model is
-accepted the day botocore ships it.
+No hand-kept list of AssumeRole or client keys: a new parameter in botocore's model
+or signature is accepted the day botocore ships it. Config *values* are checked
+against a table of what botocore accepts (botocore itself checks only a few, and
+only when the client is created: at the first refresh, far from the setting).
+Only :mod:`brs_autopatch.plan` calls this module.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
 import botocore.session
+from botocore import UNSIGNED
+from botocore.args import (
+    VALID_ACCOUNT_ID_ENDPOINT_MODE_CONFIG,
+    VALID_REQUEST_CHECKSUM_CALCULATION_CONFIG,
+    VALID_RESPONSE_CHECKSUM_VALIDATION_CONFIG,
+)
 from botocore.config import Config
 from botocore.model import OperationModel
 from botocore.validate import ParamValidator
 
+from .environment import ENDPOINT_URL_FORM, endpoint_url_problem
 from .errors import ConfigError
 
 # Parameter values that must never be echoed in an error message.
@@ -29,8 +41,42 @@ _SECRET_KEYS = frozenset(
         "aws_secret_access_key",
         "aws_session_token",
         "Policy",
+        "proxies",  # proxy URLs may carry a user and password
     }
 )
+
+# Python types in botocore's reports -> words a user of JSON understands.
+_TYPE_NAMES = {
+    "str": "a string",
+    "list": "a list",
+    "tuple": "a list",
+    "dict": "an object",
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "Decimal": "a number",
+    "datetime": "a timestamp",
+    "bytes": "bytes",
+    "bytearray": "bytes",
+}
+
+
+def type_names(types: Any) -> str:
+    """``[<class 'list'>, <class 'tuple'>]`` -> ``"a list"``; ``str`` -> ``"a string"``."""
+    words: list[str] = []
+    for kind in types if isinstance(types, (list, tuple)) else [types]:
+        name = getattr(kind, "__name__", str(kind))
+        word = _TYPE_NAMES.get(name, name)
+        if word not in words:
+            words.append(word)
+    return " or ".join(words)
+
+
+def _shown(key: str, value: Any) -> str:
+    if re.split(r"[.\[]", key, maxsplit=1)[0] in _SECRET_KEYS:
+        return ""
+    text = repr(value)
+    return "=" + (text if len(text) <= 80 else text[:80] + "...")
 
 
 @cache
@@ -55,9 +101,10 @@ def validate_sts_params(params: Mapping[str, Any], origin: str, operation: str =
     if kind == "missing required field":
         raise ConfigError(f"{origin} is missing required key {details['required_name']!r}")
     if kind == "invalid type":
-        shown = "" if name.split(".")[0] in _SECRET_KEYS else f"={details['param']!r}"
-        types = ", ".join(details["valid_types"])
-        raise ConfigError(f"{origin} key {name}{shown} has the wrong type: expected {types}")
+        raise ConfigError(
+            f"{origin} key {name}{_shown(name, details['param'])} has the wrong type: "
+            f"expected {type_names(details['valid_types'])}"
+        )
     if kind in ("invalid range", "invalid length"):
         what = "value" if kind == "invalid range" else "length"
         raise ConfigError(
@@ -77,17 +124,196 @@ def sts_client_kwargs(raw: Mapping[str, Any], origin: str) -> dict[str, Any]:
     for key in kwargs:
         if key not in accepted:
             raise ConfigError(f"{origin} has unknown key {key!r}: expected one of {', '.join(accepted)}")
+    for key in ("region_name", "endpoint_url", "aws_access_key_id", "aws_secret_access_key",
+                "aws_session_token", "api_version"):
+        if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
+            raise ConfigError(f"{origin} key {key!r}{_shown(key, kwargs[key])} has the wrong type: "
+                              "expected a string")
+    if kwargs.get("use_ssl") is not None and not isinstance(kwargs["use_ssl"], bool):
+        raise ConfigError(
+            f"{origin} key 'use_ssl'={kwargs['use_ssl']!r} has the wrong type: expected true or false"
+        )
+    if kwargs.get("verify") is not None and not isinstance(kwargs["verify"], (bool, str)):
+        raise ConfigError(f"{origin} key 'verify'={kwargs['verify']!r} has the wrong type: "
+                          "expected true, false or the path of a CA bundle")
+    url = kwargs.get("endpoint_url")
+    problem = None if url is None else endpoint_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{origin} key 'endpoint_url'={url!r} is not valid: expected {ENDPOINT_URL_FORM} "
+                          f"({problem})")
     config = kwargs.get("config")
     if isinstance(config, Mapping):
-        try:
-            kwargs["config"] = Config(**config)
-        except TypeError as error:
-            raise ConfigError(f"{origin} key 'config' is not valid: {error}") from None
-    elif config is not None and not isinstance(config, Config):
+        kwargs["config"] = make_config(config, f"{origin} key 'config'")
+    elif isinstance(config, Config):
+        # Python callers pass a Config: its values deserve the same checks.
+        check_config_values({name: getattr(config, name) for name in Config.OPTION_DEFAULTS},
+                            f"{origin} key 'config'")
+    elif config is not None:
         raise ConfigError(
             f"{origin} key 'config' has the wrong type: expected an object or a botocore Config"
         )
-    for key in ("region_name", "endpoint_url", "aws_access_key_id", "api_version"):
-        if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
-            raise ConfigError(f"{origin} key {key!r} has the wrong type: expected a string")
     return kwargs
+
+
+# -- botocore Config values ---------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # value -> None if fine, else the accepted form
+
+
+def _is(kind: type | tuple[type, ...], form: str) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in _tuple(kind))
+        return None if ok else form
+
+    return check
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _integer(low: int, high: int | None = None) -> Check:
+    form = f"an integer from {low} to {high}" if high is not None else f"an integer of at least {low}"
+
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return None if ok and (high is None or value <= high) else form
+
+    return check
+
+
+def _seconds(value: Any) -> str | None:
+    # urllib3 refuses a zero or negative timeout, and JSON can spell Infinity and NaN.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return None if ok and value > 0 else "a number of seconds greater than 0"
+
+
+def _one_of(options: Any) -> Check:
+    choices = tuple(options)
+    form = "one of " + ", ".join(map(str, choices))
+    return lambda value: None if isinstance(value, str) and value.lower() in choices else form
+
+
+def _text_or_pair(value: Any) -> str | None:
+    if isinstance(value, str) or (
+        isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value)
+    ):
+        return None
+    return "a path, or a list of two paths (certificate, key)"
+
+
+def _proxy_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    # botocore adds http:// to a proxy given as host:port.
+    return endpoint_url_problem(value if "://" in value else "http://" + value) is None
+
+
+def _proxies(value: Any) -> str | None:
+    form = 'an object of protocol or host -> proxy URL, such as {"https": "http://proxy:3128"}'
+    if not isinstance(value, Mapping):
+        return form
+    ok = all(isinstance(key, str) and _proxy_url(url) for key, url in value.items())
+    return None if ok else form
+
+
+_PROXIES_CONFIG: dict[str, Check] = {
+    "proxy_ca_bundle": _is(str, "a path"),
+    "proxy_client_cert": _text_or_pair,
+    "proxy_use_forwarding_for_https": _is(bool, "true or false"),
+}
+_RETRIES: dict[str, Check] = {
+    "mode": _one_of(("legacy", "standard", "adaptive")),
+    "max_attempts": _integer(0),
+    "total_max_attempts": _integer(1),
+}
+
+
+def _keyed(table: dict[str, Check], example: str) -> Check:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, Mapping):
+            return f"an object such as {example}"
+        for key, item in value.items():
+            if key not in table:
+                return f"an object with keys among {', '.join(table)}"
+            problem = table[key](item)
+            if problem is not None:
+                return f"{key!r} to be {problem}"
+        return None
+
+    return check
+
+
+_TEXT = _is(str, "a string")
+_BOOL = _is(bool, "true or false")
+_OBJECT = _is(Mapping, "an object")
+
+# What botocore's Config accepts, option by option (its docstring's ":type" lines and
+# the checks botocore runs when it creates a client). Options botocore adds later and
+# this table does not know yet are left to botocore.
+CONFIG_CHECKS: dict[str, Check] = {
+    "region_name": _TEXT,
+    "signature_version": lambda value: None if value is UNSIGNED or isinstance(value, str) else "a string",
+    "user_agent": _TEXT,
+    "user_agent_extra": _TEXT,
+    "user_agent_appid": _TEXT,
+    "connect_timeout": _seconds,
+    "read_timeout": _seconds,
+    "parameter_validation": _BOOL,
+    "max_pool_connections": _integer(1),
+    "proxies": _proxies,
+    "proxies_config": _keyed(_PROXIES_CONFIG, '{"proxy_ca_bundle": "/path/ca.pem"}'),
+    "s3": _OBJECT,
+    "s3_disable_express_session_auth": _BOOL,
+    "retries": _keyed(_RETRIES, '{"mode": "standard", "max_attempts": 3}'),
+    "client_cert": _text_or_pair,
+    "inject_host_prefix": _BOOL,
+    "endpoint_discovery_enabled": lambda value: None
+    if isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false", "auto"))
+    else "true, false or \"auto\"",
+    "use_dualstack_endpoint": _BOOL,
+    "use_fips_endpoint": _BOOL,
+    "ignore_configured_endpoint_urls": _BOOL,
+    "defaults_mode": _TEXT,
+    "tcp_keepalive": _BOOL,
+    "request_min_compression_size_bytes": _integer(1, 1048576),
+    "disable_request_compression": _BOOL,
+    "client_context_params": _OBJECT,
+    "sigv4a_signing_region_set": _TEXT,
+    "request_checksum_calculation": _one_of(VALID_REQUEST_CHECKSUM_CALCULATION_CONFIG),
+    "response_checksum_validation": _one_of(VALID_RESPONSE_CHECKSUM_VALIDATION_CONFIG),
+    "account_id_endpoint_mode": _one_of(VALID_ACCOUNT_ID_ENDPOINT_MODE_CONFIG),
+    "auth_scheme_preference": _TEXT,
+}
+# Options where botocore wants a tuple and JSON can only give a list.
+_PAIRS = ("client_cert",)
+
+
+def check_config_values(values: Mapping[str, Any], origin: str) -> None:
+    """ConfigError for the first option whose value botocore's Config would choke on."""
+    for name, value in values.items():
+        if name not in Config.OPTION_DEFAULTS:
+            options = ", ".join(Config.OPTION_DEFAULTS)
+            raise ConfigError(f"{origin} has unknown option {name!r}: expected one of {options}")
+        check = CONFIG_CHECKS.get(name)
+        problem = None if value is None or check is None else check(value)
+        if problem is not None:
+            shown = _shown(name, value)
+            raise ConfigError(f"{origin} option {name!r}{shown} is not valid: expected {problem}")
+
+
+def make_config(values: Mapping[str, Any], origin: str) -> Config:
+    """A botocore Config from JSON values, after checking every one of them."""
+    check_config_values(values, origin)
+    options = dict(values)
+    for name in _PAIRS:
+        if isinstance(options.get(name), list):
+            options[name] = tuple(options[name])
+    proxies = options.get("proxies_config")
+    if isinstance(proxies, Mapping) and isinstance(proxies.get("proxy_client_cert"), list):
+        options["proxies_config"] = {**proxies, "proxy_client_cert": tuple(proxies["proxy_client_cert"])}
+    try:
+        return Config(**options)
+    except Exception as error:  # botocore's own checks (s3 addressing style...): one line
+        text = " ".join(str(error).split())
+        raise ConfigError(f"{origin} is not valid: {text}") from None
