@@ -19,7 +19,9 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from botocore.utils import JSONFileCache
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from botocore.utils import JSONFileCache
 
 logger = logging.getLogger("brs_autopatch")
 
@@ -37,7 +39,10 @@ class FileCache:
             raise PermissionError(f"cache directory {directory} is owned by another user")
         if stat.S_IMODE(info.st_mode) != 0o700:
             os.chmod(directory, 0o700)
-        self._files = JSONFileCache(directory)
+        # Imported here: check_directory() runs in the brs-run launcher, without botocore.
+        from botocore.utils import JSONFileCache
+
+        self._files: JSONFileCache = JSONFileCache(directory)
 
     @staticmethod
     def key_for(*parts: str) -> str:

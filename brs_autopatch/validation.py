@@ -244,6 +244,17 @@ def _keyed(table: dict[str, Check], example: str) -> Check:
     return check
 
 
+def _s3(value: Any) -> str | None:
+    # Many keys (botocore adds some); the two with a closed set of values are checked.
+    if not isinstance(value, Mapping):
+        return 'an object such as {"addressing_style": "path"}'
+    for key, options in (("addressing_style", ("auto", "virtual", "path")),
+                         ("us_east_1_regional_endpoint", ("regional", "legacy"))):
+        if key in value and value[key] not in options:
+            return f"{key!r} to be one of {', '.join(options)}"
+    return None
+
+
 _TEXT = _is(str, "a string")
 _BOOL = _is(bool, "true or false")
 _OBJECT = _is(Mapping, "an object")
@@ -263,7 +274,7 @@ CONFIG_CHECKS: dict[str, Check] = {
     "max_pool_connections": _integer(1),
     "proxies": _proxies,
     "proxies_config": _keyed(_PROXIES_CONFIG, '{"proxy_ca_bundle": "/path/ca.pem"}'),
-    "s3": _OBJECT,
+    "s3": _s3,
     "s3_disable_express_session_auth": _BOOL,
     "retries": _keyed(_RETRIES, '{"mode": "standard", "max_attempts": 3}'),
     "client_cert": _text_or_pair,
@@ -316,4 +327,4 @@ def make_config(values: Mapping[str, Any], origin: str) -> Config:
         return Config(**options)
     except Exception as error:  # botocore's own checks (s3 addressing style...): one line
         text = " ".join(str(error).split())
-        raise ConfigError(f"{origin} is not valid: {text}") from None
+        raise ConfigError(f"{origin} is not valid: expected what botocore accepts ({text})") from None
