@@ -337,7 +337,7 @@ def load(name: str) -> Method:
         except (Exception, SystemExit) as error:  # a broken plugin: say which one, in one line
             raise ConfigError(
                 f"BRS_METHOD={name!r} is not valid: its entry point {entry.value} cannot be "
-                f"loaded ({_failure(error)})"
+                f"loaded ({_failure(error)}); expected a plugin that imports cleanly"
             ) from None
         if not callable(method):
             raise ConfigError(
@@ -369,7 +369,10 @@ def _import(path: str, variable: str) -> Callable[[], Any]:
         for part in attr.split("."):
             target = getattr(target, part)
     except (Exception, SystemExit) as error:
-        raise ConfigError(f"{variable}={path!r} is not valid: cannot import it ({_failure(error)})") from None
+        raise ConfigError(
+            f"{variable}={path!r} is not valid: cannot import it ({_failure(error)}); "
+            "expected package.module:callable that imports cleanly"
+        ) from None
     if not callable(target):
         raise ConfigError(f"{variable}={path!r} is not valid: expected a callable")
     return target  # type: ignore[no-any-return]

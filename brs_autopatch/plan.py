@@ -125,7 +125,8 @@ def check(settings: Settings, *, origin: Origin = ENVIRONMENT, search_path: Sequ
         if not locate(module, search_path):
             raise ConfigError(
                 f"{origin.custom_method}={settings.custom_method!r} is not valid: no module {module!r} "
-                "on the program's import path (PYTHONPATH, the current directory, site-packages)"
+                "on the program's import path (PYTHONPATH, the current directory, site-packages); "
+                "expected package.module:callable of an importable module"
             )
     if settings.sts_client_kwargs:
         _client_kwargs(settings, origin)
@@ -187,11 +188,10 @@ def _hops(settings: Settings, mfa: bool, origin: Origin) -> list[_HopParams]:
 def _check_params(settings: Settings, hops: list[_HopParams], origin: Origin) -> None:
     """Every hop's parameters against botocore's STS model.
 
-    Skipped when settings.py has checked every value already (each has its own
-    variable and pattern): loading the model costs tens of ms, and botocore itself
-    in the launcher.
+    Skipped when every value has the form settings.py enforces for its own variable:
+    loading the model costs tens of ms (and botocore itself, in the launcher).
     """
-    if origin is ENVIRONMENT and not settings.assume_role_kwargs:
+    if not settings.assume_role_kwargs and _own_variables_valid(settings):
         return
     from .validation import validate_sts_params
 
@@ -203,6 +203,26 @@ def _check_params(settings: Settings, hops: list[_HopParams], origin: Origin) ->
             validate_sts_params({**params, "WebIdentityToken": "token"}, where, "AssumeRoleWithWebIdentity")
         else:
             validate_sts_params({**params, "TokenCode": "000000"} if mfa else params, where)
+
+
+def _own_variables_valid(settings: Settings) -> bool:
+    """Whether the parameters with a variable of their own match that variable's pattern.
+
+    True for settings from the environment; the explicit API fills the same fields
+    from its arguments unchecked, and those go to the model.
+    """
+    from .environment import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME
+
+    def matches(value: Any, pattern: re.Pattern[str]) -> bool:
+        return value is None or (isinstance(value, str) and pattern.fullmatch(value) is not None)
+
+    duration = settings.duration_seconds
+    return (
+        matches(settings.role_session_name, _SESSION_NAME)
+        and matches(settings.external_id, _EXTERNAL_ID)
+        and matches(settings.mfa_serial, _MFA_SERIAL)
+        and (duration is None or (type(duration) is int and duration >= 900))
+    )
 
 
 def _client_kwargs(settings: Settings, origin: Origin) -> dict[str, Any]:

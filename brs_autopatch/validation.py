@@ -65,7 +65,9 @@ def type_names(types: Any) -> str:
     """``[<class 'list'>, <class 'tuple'>]`` -> ``"a list"``; ``str`` -> ``"a string"``."""
     words: list[str] = []
     for kind in types if isinstance(types, (list, tuple)) else [types]:
-        name = getattr(kind, "__name__", str(kind))
+        # botocore's report holds str(type): "<class 'list'>".
+        text = getattr(kind, "__name__", str(kind))
+        name = re.sub(r"^<class '(?:[\w.]+\.)?(\w+)'>$", r"\1", text)
         word = _TYPE_NAMES.get(name, name)
         if word not in words:
             words.append(word)
