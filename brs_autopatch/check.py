@@ -153,7 +153,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         report.line("cache directory", f"{settings.cache_dir} (usable)")
 
     # The check itself: one real AssumeRole (never from the file cache), lazily built.
-    checked = replace(planned, settings=replace(settings, defer_refresh=True, cache_dir=None), cache_dir=None)
+    checked = planned._replace(settings=replace(settings, defer_refresh=True, cache_dir=None), cache_dir=None)
     credentials = factory.build_from_plan(checked)
     started = time.monotonic()
     try:

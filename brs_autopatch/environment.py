@@ -143,14 +143,15 @@ def endpoint_url_problem(url: str) -> str | None:
     if port == 0 or parts.netloc.endswith(":"):
         return "its port is not a number from 1 to 65535"
     host = parts.hostname or ""
-    if not (_HOST.fullmatch(host) or ("[" in parts.netloc and _IPV6.fullmatch(host))):
+    if not (re.fullmatch(_HOST, host) or ("[" in parts.netloc and re.fullmatch(_IPV6, host))):
         return "it has no valid host name"
     return None
 
 
 ENDPOINT_URL_FORM = "an http:// or https:// URL with a host and an optional port 1-65535"
-_HOST = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
-_IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:%[\w.~-]+)?")
+# Patterns, not compiled objects: compiled on first use (re caches them), not at import.
+_HOST = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?"
+_IPV6 = r"[0-9A-Fa-f:.]{2,45}(?:%[\w.~-]+)?"
 
 
 def parse_role_chain(raw: str) -> tuple[str, ...]:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigError
 from .settings import BUILTIN_METHODS, Settings
@@ -39,8 +38,9 @@ _WEB_IDENTITY_PARAMS = frozenset({"RoleArn", "RoleSessionName", "DurationSeconds
 PARTITION_REGION = {"aws": "us-east-1", "aws-cn": "cn-north-1", "aws-us-gov": "us-gov-west-1"}
 
 
-@dataclass(frozen=True)
-class Origin:
+# NamedTuples, not frozen dataclasses: as immutable, and this module is imported in
+# botocore's import hook of every process, where a dataclass costs about 1 ms each.
+class Origin(NamedTuple):
     """What the user wrote, to name in errors: environment variables or Python arguments."""
 
     assume_role_kwargs: str
@@ -55,27 +55,32 @@ ENVIRONMENT = Origin("BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS", "BRS_ROL
 ARGUMENTS = Origin("assume_role_kwargs", "sts_client_kwargs", "assume_role_kwargs", "cache_dir")
 
 
-@dataclass(frozen=True)
-class Hop:
+class Hop(NamedTuple):
     """One set of credentials of the chain: the first one's method, AssumeRole for the rest."""
 
     role_arn: str | None  # None: a plugin's or custom method's own credentials
-    params: Mapping[str, Any] = field(repr=False)  # complete STS parameters, checked
-    method: Method = field(repr=False)
+    params: Mapping[str, Any]  # complete STS parameters, checked (may hold secrets: no repr)
+    method: Method
     mfa: bool = False  # this hop's AssumeRole carries the MFA code
 
+    def __repr__(self) -> str:
+        return f"Hop(role_arn={self.role_arn!r}, params=keys {sorted(self.params)}, mfa={self.mfa})"
 
-@dataclass(frozen=True)
-class Plan:
+
+class Plan(NamedTuple):
     """Everything :func:`brs_autopatch.factory.build_from_plan` needs, validated."""
 
     settings: Settings
     hops: tuple[Hop, ...]
     # create_client("sts", ...) keywords; "config" is a botocore Config (ours merged
     # with the user's). region_name may be missing: the source session decides then.
-    sts_client_kwargs: Mapping[str, Any] = field(repr=False)
+    # May hold secret keys: never in the repr.
+    sts_client_kwargs: Mapping[str, Any]
     cache_dir: str | None = None
     mfa: bool = False
+
+    def __repr__(self) -> str:
+        return f"Plan(settings={self.settings!r}, hops={self.hops!r}, cache_dir={self.cache_dir!r})"
 
 
 def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None = None) -> Plan:
