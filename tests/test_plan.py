@@ -476,6 +476,22 @@ def test_brs_run_with_on_error_warn_runs_the_program_unpatched(launch: Launch, t
     )
 
 
+@pytest.mark.parametrize(
+    "case",
+    [c for c in BAD if c.id in ("connect-timeout", "custom-exits")],
+    ids=["connect-timeout", "custom-exits"],
+)
+def test_check_reports_the_same_error_and_calls_no_sts(
+    launch: Launch, sts: StsServer, tmp_path: Path, case: Bad
+) -> None:
+    result = launch([*MODULE, "--check"], env=_env_for(case, tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    failed = result.stderr.strip().splitlines()
+    assert len(failed) == 1 and failed[0].startswith("brs-run --check: FAILED: "), result.stderr
+    _assert_message(failed[0].removeprefix("brs-run --check: FAILED: "), case)
+    assert sts.count("sts:AssumeRole") == 0
+
+
 # -- good values pass, everywhere -----------------------------------------------------------
 
 GOOD_CLIENT = {
