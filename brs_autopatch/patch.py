@@ -100,7 +100,13 @@ def _plan_then_patch(botocore: ModuleType, state: PatchState) -> None:
     from . import plan
 
     try:
-        state.plan = plan.make(state.settings)
+        try:
+            state.plan = plan.make(state.settings)
+        except ConfigError:
+            raise
+        except Exception as bug:  # a check that broke (an old botocore...): still one line
+            text = " ".join(str(bug).split())
+            raise ConfigError(f"the settings could not be checked: {type(bug).__name__}: {text}") from None
     except ConfigError as error:
         if state.settings.on_error != "warn":
             raise

@@ -17,13 +17,9 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
+import botocore.args
 import botocore.session
 from botocore import UNSIGNED
-from botocore.args import (
-    VALID_ACCOUNT_ID_ENDPOINT_MODE_CONFIG,
-    VALID_REQUEST_CHECKSUM_CALCULATION_CONFIG,
-    VALID_RESPONSE_CHECKSUM_VALIDATION_CONFIG,
-)
 from botocore.config import Config
 from botocore.model import OperationModel
 from botocore.validate import ParamValidator
@@ -257,6 +253,13 @@ def _s3(value: Any) -> str | None:
     return None
 
 
+_WHEN = ("when_supported", "when_required")
+
+
+def _botocore_choices(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(getattr(botocore.args, f"VALID_{name}_CONFIG", default))
+
+
 _TEXT = _is(str, "a string")
 _BOOL = _is(bool, "true or false")
 _OBJECT = _is(Mapping, "an object")
@@ -293,9 +296,12 @@ CONFIG_CHECKS: dict[str, Check] = {
     "disable_request_compression": _BOOL,
     "client_context_params": _OBJECT,
     "sigv4a_signing_region_set": _TEXT,
-    "request_checksum_calculation": _one_of(VALID_REQUEST_CHECKSUM_CALCULATION_CONFIG),
-    "response_checksum_validation": _one_of(VALID_RESPONSE_CHECKSUM_VALIDATION_CONFIG),
-    "account_id_endpoint_mode": _one_of(VALID_ACCOUNT_ID_ENDPOINT_MODE_CONFIG),
+    # botocore's own lists where it has them (older versions lack some: same values).
+    "request_checksum_calculation": _one_of(_botocore_choices("REQUEST_CHECKSUM_CALCULATION", _WHEN)),
+    "response_checksum_validation": _one_of(_botocore_choices("RESPONSE_CHECKSUM_VALIDATION", _WHEN)),
+    "account_id_endpoint_mode": _one_of(
+        _botocore_choices("ACCOUNT_ID_ENDPOINT_MODE", ("preferred", "disabled", "required"))
+    ),
     "auth_scheme_preference": _TEXT,
 }
 # Options where botocore wants a tuple and JSON can only give a list.
