@@ -492,6 +492,33 @@ def test_check_reports_the_same_error_and_calls_no_sts(
     assert sts.count("sts:AssumeRole") == 0
 
 
+BROKEN_CHECK = """
+import brs_autopatch, brs_autopatch.plan
+def broken(*args, **kwargs):
+    raise RuntimeError("a check\\nthat broke")
+brs_autopatch.plan.make = broken
+try:
+    import boto3
+except brs_autopatch.ConfigError as error:
+    print("ConfigError:", error)
+else:
+    from brs_autopatch import patch
+    print("imported, patched:", patch.current() is not None)
+"""
+
+
+@pytest.mark.parametrize("on_error", ["raise", "warn"])
+def test_a_check_that_breaks_is_a_config_error_in_the_hook(run_python: RunPython, on_error: str) -> None:
+    result = run_python(BROKEN_CHECK, env={"BRS_ROLE_ARN": ROLE, "BRS_ON_ERROR": on_error})
+    assert result.returncode == 0, result.stderr
+    expected = "the settings could not be checked: RuntimeError: a check that broke"
+    if on_error == "raise":
+        assert result.stdout == f"ConfigError: {expected}\n"
+    else:
+        assert result.stdout == "imported, patched: False\n"
+        assert result.stderr.count(expected) == 1
+
+
 # -- good values pass, everywhere -----------------------------------------------------------
 
 GOOD_CLIENT = {
