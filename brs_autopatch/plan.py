@@ -95,9 +95,17 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     with_mfa = bool(settings.mfa_token_command) if mfa is None else mfa
     hops = _hops(settings, with_mfa, origin)
     _check_params(settings, hops, origin)
-    method = methods.load(settings.method)
-    if settings.custom_method is not None and settings.method == "custom":
-        methods._import(settings.custom_method, origin.custom_method)
+    try:
+        method = methods.load(settings.method)
+        if settings.custom_method is not None and settings.method == "custom":
+            methods._import(settings.custom_method, origin.custom_method)
+    except ConfigError as error:
+        if not _circular(error):
+            raise
+        # Run from botocore's import hook inside `import boto3`, a module doing
+        # `from boto3 import Session` sees boto3 half made. Not the user's fault:
+        # import it when the credentials are first built instead.
+        method = _load_later(settings.method)
     client_kwargs = _client_kwargs(settings, origin)
     _check_cache_dir(settings, origin)
     return Plan(
@@ -252,6 +260,22 @@ def default_sts_config() -> Any:
     from botocore.config import Config
 
     return Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 2})
+
+
+def _circular(error: ConfigError) -> bool:
+    """Whether an import failed only because a module it needs is still being imported."""
+    cause = error.__context__  # methods raises ConfigError `from None`: still recorded here
+    return isinstance(cause, (ImportError, AttributeError)) and "partially initialized module" in str(cause)
+
+
+def _load_later(name: str) -> Method:
+    def method(context: Any) -> Any:
+        from . import methods
+
+        return methods.load(name)(context)
+
+    method.__qualname__ = f"load_later({name!r})"
+    return method
 
 
 def _check_cache_dir(settings: Settings, origin: Origin) -> None:

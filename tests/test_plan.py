@@ -587,6 +587,31 @@ def test_good_custom_method_module_is_imported_once_by_the_program(
     assert (tmp_path / "imports").read_text() == "imported\n"
 
 
+def test_custom_module_importing_from_boto3_works_when_boto3_brings_botocore(
+    run_python: RunPython, sts: StsServer, tmp_path: Path
+) -> None:
+    # The plan runs in botocore's import hook, inside `import boto3`: this module sees
+    # boto3 half made. Not a bad setting: it is imported when credentials are built.
+    env = {
+        "BRS_ROLE_ARN": ROLE,
+        "BRS_ROLE_SESSION_NAME": SESSION,
+        **_module(
+            "brs_from_boto3",
+            """
+        from boto3.session import Session
+        def get():
+            assert Session is not None
+            return {"access_key": "AKIAEXAMPLE", "secret_key": "s", "token": "t",
+                    "expiry_time": "2999-01-01T00:00:00Z"}
+    """,
+        )(tmp_path),
+    }
+    program = "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])"
+    result = run_python(program, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ASSUMED
+
+
 # -- start-up stays lean --------------------------------------------------------------------
 
 
