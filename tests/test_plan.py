@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from stsclient import DEFAULT_ACCOUNT_ID, StsServer
 from test_launcher import MODULE, ROLE, SESSION, Launch, make_base_env, make_launch
 
-from brs_autopatch import ConfigError, environment, plan, validation
+from brs_autopatch import ConfigError, config_values, environment, plan
 from brs_autopatch.settings import Settings, from_env
 
 ASSUMED = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/{SESSION}"
@@ -636,7 +636,7 @@ def test_the_hook_loads_no_sts_model_for_plain_settings(launch: Launch) -> None:
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
     assert "brs_autopatch.plan" in loaded and "brs_autopatch.patch" in loaded
-    assert "brs_autopatch.validation" not in loaded and "brs_autopatch.factory" not in loaded
+    assert not loaded & {"brs_autopatch.validation", "brs_autopatch.config_values", "brs_autopatch.factory"}
 
 
 def test_the_launcher_loads_botocore_only_for_values_that_need_it(launch: Launch, tmp_path: Path) -> None:
@@ -832,14 +832,16 @@ def test_config_table_names_only_real_options() -> None:
         "sigv4a_signing_region_set",
         "s3_disable_express_session_auth",
     }
-    unknown = set(validation.CONFIG_CHECKS) - set(Config.OPTION_DEFAULTS)
+    unknown = set(config_values.CONFIG_CHECKS) - set(Config.OPTION_DEFAULTS)
     recent = tuple(map(int, botocore.__version__.split(".")[:2])) >= (1, 40)
     assert unknown == set() if recent else unknown <= newer
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    options=st.dictionaries(st.sampled_from(sorted(validation.CONFIG_CHECKS)), JSON, min_size=1, max_size=3)
+    options=st.dictionaries(
+        st.sampled_from(sorted(config_values.CONFIG_CHECKS)), JSON, min_size=1, max_size=3
+    )
 )
 def test_what_the_plan_accepts_botocore_accepts(aws_env: dict[str, str], options: dict[str, Any]) -> None:
     import botocore.session
