@@ -19,7 +19,9 @@ import stat
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from botocore.utils import JSONFileCache
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from botocore.utils import JSONFileCache
 
 logger = logging.getLogger("brs_autopatch")
 
@@ -37,7 +39,10 @@ class FileCache:
             raise PermissionError(f"cache directory {directory} is owned by another user")
         if stat.S_IMODE(info.st_mode) != 0o700:
             os.chmod(directory, 0o700)
-        self._files = JSONFileCache(directory)
+        # Imported here: check_directory() runs in the brs-run launcher, without botocore.
+        from botocore.utils import JSONFileCache
+
+        self._files: JSONFileCache = JSONFileCache(directory)
 
     @staticmethod
     def key_for(*parts: str) -> str:
@@ -79,3 +84,41 @@ class FileCache:
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+def check_directory(path: str, origin: str = "BRS_CACHE_DIR") -> None:
+    """ConfigError unless ``path`` is a directory we may use: ours, or missing with a usable parent.
+
+    Ours: owned by us, not a symlink, not group- or world-writable. Nothing is
+    created or changed here. (A minimal version for the validation plan; the cache
+    rework provides the full one with the same signature.)
+    """
+    from .errors import ConfigError
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(
+            f"{origin}={path!r} is not valid: {reason}; expected a directory owned by you, "
+            "not a symlink, not writable by group or others (or a missing one whose parent is)"
+        )
+
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path)) or "/"
+        if not os.path.isdir(parent):
+            raise refuse("its parent directory does not exist") from None
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise refuse("it is missing and its parent directory is not writable") from None
+        return
+    except OSError as error:
+        raise refuse(f"it cannot be examined ({error.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise refuse("it is a symlink")
+    if not stat.S_ISDIR(info.st_mode):
+        raise refuse("it is not a directory")
+    if info.st_uid != os.getuid():
+        raise refuse(f"it is owned by uid {info.st_uid}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise refuse("it is writable by group or others")
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise refuse("you cannot read, write and enter it")

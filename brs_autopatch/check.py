@@ -23,7 +23,7 @@ from .errors import ConfigError, CredentialRefreshError
 
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
-    from .settings import Settings
+    from .plan import Plan
 
 MIN_VERSION = (1, 34)
 PROG = "brs-run --check"
@@ -158,19 +158,22 @@ def _checks(env: dict[str, str], report: Report) -> bool:
 
         patch.unpatch()
 
-    from . import factory
+    from . import factory, plan
 
-    if settings.method == "sts":
-        _check_source(report, _source_profile(settings))
-    if settings.cache_dir:
-        _check_cache_dir(settings.cache_dir, report)
-
-    # The check itself: one real AssumeRole (never from the file cache), lazily built.
-    checked = replace(settings, defer_refresh=True, cache_dir=None)
+    # The same validation plan as install() and the launcher: every bad value, here.
     try:
-        credentials = factory.build(checked)
+        planned = plan.make(settings)
     except ConfigError as error:
         raise CheckFailed(str(error)) from None
+    settings = planned.settings  # BRS_PROFILE resolved
+    if settings.method == "sts":
+        _check_source(report, settings.source_profile)
+    if settings.cache_dir:
+        report.line("cache directory", f"{settings.cache_dir} (usable)")
+
+    # The check itself: one real AssumeRole (never from the file cache), lazily built.
+    checked = planned._replace(settings=replace(settings, defer_refresh=True, cache_dir=None), cache_dir=None)
+    credentials = factory.build_from_plan(checked)
     started = time.monotonic()
     try:
         frozen = credentials.get_frozen_credentials()
@@ -183,7 +186,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     report.line("assume role", f"ok in {elapsed:.0f} ms: {settings.role_arn or credentials.label}{chain}")
     report.line("access key", _tail(frozen.access_key or ""))
 
-    identity = _caller_identity(settings, credentials)
+    identity = _caller_identity(checked, credentials)
     arn = str(identity.get("Arn", ""))
     report.line("caller identity", arn)
     report.line("account", str(identity.get("Account", "")))
@@ -195,11 +198,11 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     expiry = credentials.expiry_time
     remaining = (expiry - datetime.now(timezone.utc)).total_seconds()
     report.line("expires", f"{_iso(expiry)} (in {_duration(remaining)})")
-    plan = credentials.schedule
+    chosen = credentials.schedule
     due = datetime.fromtimestamp(credentials.next_refresh_time(), timezone.utc)
     report.line(
         "refresh windows",
-        f"advisory {plan.advisory:.0f} s, mandatory {plan.mandatory:.0f} s before expiry "
+        f"advisory {chosen.advisory:.0f} s, mandatory {chosen.mandatory:.0f} s before expiry "
         f"(next refresh at {_iso(due)}, a random point in the advisory window)",
     )
     report.line(
@@ -241,14 +244,6 @@ def _check_libraries(report: Report) -> None:
         raise CheckFailed("; ".join(problems))
 
 
-def _source_profile(settings: Settings) -> str | None:
-    if not settings.profile:
-        return None
-    from . import profiles
-
-    return profiles.resolve(settings)[0].source_profile
-
-
 def _check_source(report: Report, profile: str | None = None) -> None:
     """Which of botocore's providers supplies the credentials that call AssumeRole."""
     from . import sources
@@ -266,24 +261,14 @@ def _check_source(report: Report, profile: str | None = None) -> None:
     report.line("source credentials", f"{found.method} ({_tail(access_key)})")
 
 
-def _check_cache_dir(directory: str, report: Report) -> None:
-    from .cache import FileCache
-
-    try:
-        FileCache(directory)
-    except OSError as error:
-        raise CheckFailed(f"BRS_CACHE_DIR={directory}: {_describe(error)}") from None
-    report.line("cache directory", f"{directory} (usable)")
-
-
-def _caller_identity(settings: Settings, credentials: RoleCredentials) -> dict[str, Any]:
+def _caller_identity(checked: Plan, credentials: RoleCredentials) -> dict[str, Any]:
     """GetCallerIdentity signed with the role credentials, through the configured STS endpoint."""
     from . import factory, sources
     from .failures import where_of
 
     client: Any = None
     try:
-        kwargs = factory._client_kwargs(settings, sources.plain_session)
+        kwargs = factory.client_kwargs(checked, sources.plain_session)
         client = sources.session_with(credentials).create_client("sts", **kwargs)
         answer: dict[str, Any] = client.get_caller_identity()
     except Exception as error:

@@ -94,14 +94,70 @@ def parse_int(name: str, raw: str, low: int, high: int, what: str) -> int:
     return value
 
 
+# A JSON value is a handful of parameters: a larger one is a mistake (or an attack), and
+# deep nesting would otherwise end in a RecursionError traceback from the json module.
+MAX_JSON_CHARS = 65536
+MAX_JSON_DEPTH = 32
+
+
 def parse_json_object(name: str, raw: str) -> dict[str, Any]:
+    if len(raw) > MAX_JSON_CHARS:
+        raise bad(name, raw, f"a JSON object of at most {MAX_JSON_CHARS} characters")
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise bad(name, raw, f"a JSON object nested at most {MAX_JSON_DEPTH} levels deep") from None
     except ValueError:
         raise bad(name, raw, 'a JSON object such as {"Key": "value"} (it does not parse)') from None
     if not isinstance(value, dict):
         raise bad(name, raw, 'a JSON object such as {"Key": "value"} (not an object)')
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise bad(name, raw, f"a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
     return value
+
+
+def _depth(value: Any) -> int:
+    # Iterative: a value json.loads accepted can still be too deep for a recursive walk.
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an STS endpoint (None: it can). Pure: no botocore.
+
+    botocore takes any scheme and finds a bad port only when it connects, reported as
+    "could not connect": refuse both here, where the user sees what they wrote.
+    """
+    from urllib.parse import urlsplit
+
+    if any(char.isspace() or ord(char) < 32 for char in url):
+        return "it contains spaces or control characters"
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"its scheme is {parts.scheme!r}" if parts.scheme else "it has no scheme"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        return "its port is not a number from 1 to 65535"
+    host = parts.hostname or ""
+    if not (re.fullmatch(_HOST, host) or ("[" in parts.netloc and re.fullmatch(_IPV6, host))):
+        return "it has no valid host name"
+    return None
+
+
+ENDPOINT_URL_FORM = "an http:// or https:// URL with a host and an optional port 1-65535"
+# Patterns, not compiled objects: compiled on first use (re caches them), not at import.
+_HOST = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?"
+_IPV6 = r"[0-9A-Fa-f:.]{2,45}(?:%[\w.~-]+)?"
 
 
 def parse_role_chain(raw: str) -> tuple[str, ...]:

@@ -7,36 +7,21 @@ explicit :class:`~brs_autopatch.RefreshableSession` (settings from its arguments
 from __future__ import annotations
 
 import functools
-import re
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import botocore.session
-from botocore.config import Config
 
-from . import methods, profiles, sources
+from . import methods, plan, sources
 from .cache import FileCache
 from .credentials import RoleCredentials
 from .errors import ConfigError
 from .mfa import OneUse, TokenProvider, command_provider
+from .plan import Plan, default_session_name
 from .settings import Settings
-from .validation import sts_client_kwargs, validate_sts_params
 
-# When nothing names a region, an STS client still needs one: the partition's home.
-_PARTITION_REGION = {"aws": "us-east-1", "aws-cn": "cn-north-1", "aws-us-gov": "us-gov-west-1"}
-# STS calls happen on the request path of a refresh: fail fast instead of botocore's
-# 60 s timeouts and 5 legacy retries; our own backoff retries across requests.
-_DEFAULT_STS_CONFIG = Config(
-    connect_timeout=5, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 2}
-)
-
-
-def default_session_name() -> str:
-    """``brs-autopatch.<host>``: meaningful in CloudTrail, valid as a RoleSessionName."""
-    host = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", socket.gethostname())
-    return f"brs-autopatch.{host}"[:64]
+__all__ = ["build", "build_from_plan", "client_kwargs", "default_session_name"]
 
 
 def build(
@@ -45,55 +30,61 @@ def build(
     source: Callable[[], botocore.session.Session] = sources.plain_session,
     mfa_token_provider: TokenProvider | None = None,
     clock: Callable[[], float] = time.time,
+    origin: plan.Origin = plan.ENVIRONMENT,
     start: bool = True,
 ) -> RoleCredentials:
-    """Build the credentials; with ``start`` and ``defer_refresh`` off, also fetch them.
+    """Check the settings (:func:`brs_autopatch.plan.make`), then :func:`build_from_plan`.
 
-    ``start=False`` builds without any network I/O; call ``credentials.start()`` later
-    (the installation does, outside its lock). ``clock`` is for simulations (tests,
-    bench): every refresh decision uses it.
+    ``origin`` names what errors blame: BRS_* variables, or the explicit API's arguments.
     """
-    settings, _ = profiles.resolve(settings)
+    mfa = mfa_token_provider is not None or bool(settings.mfa_token_command)
+    checked = plan.make(settings, origin=origin, mfa=mfa)
+    return build_from_plan(
+        checked, source=source, mfa_token_provider=mfa_token_provider, clock=clock, start=start
+    )
+
+
+def build_from_plan(
+    checked: Plan,
+    *,
+    source: Callable[[], botocore.session.Session] = sources.plain_session,
+    mfa_token_provider: TokenProvider | None = None,
+    clock: Callable[[], float] = time.time,
+    start: bool = True,
+) -> RoleCredentials:
+    """Build the credentials of a plan; with ``start`` and ``defer_refresh`` off, fetch them.
+
+    Checks nothing: the plan did. ``start=False`` builds without any network I/O; call
+    ``credentials.start()`` later (the installation does, outside its lock). ``clock``
+    is for simulations (tests, bench): every refresh decision uses it.
+    """
+    settings = checked.settings
     if settings.source_profile is not None and source is sources.plain_session:
+        # BRS_PROFILE: the role profile's source_profile supplies the credentials that call STS.
         source = functools.partial(sources.plain_session, settings.source_profile)
-    method = methods.load(settings.method)
-    client_kwargs = _client_kwargs(settings, source)
-    cache = FileCache(settings.cache_dir) if settings.cache_dir else None
+    kwargs = client_kwargs(checked, source)
+    cache = FileCache(checked.cache_dir) if checked.cache_dir else None
     if mfa_token_provider is None and settings.mfa_token_command:
         mfa_token_provider = command_provider(settings.mfa_token_command, settings.mfa_timeout_seconds)
     mfa = OneUse(mfa_token_provider) if mfa_token_provider is not None else None
+    if checked.mfa != (mfa is not None):  # a caller's mistake, not a setting's
+        raise ConfigError("mfa_token_provider is not valid: the plan was made with a different MFA setting")
 
-    hops: list[str | None] = list(settings.role_arns)
-    first_method = method
-    if settings.method == "sts":
-        first_method = methods.assume_role_method
-    elif settings.method == "served":
-        hops = [None]  # brs-run --serve: the launch tree's server assumed the roles already
-    elif settings.method != "web-identity":
-        hops.insert(0, None)  # a plugin's own credentials come first, roles are assumed on top
-    if not hops:
-        raise ConfigError("BRS_ROLE_ARN is not set: expected the role to assume")
-
-    # The caller's AssumeRole conditions (BRS_ASSUME_ROLE_KWARGS, ExternalId, MFA) go with
-    # the first role assumed: after a plugin's own credentials, that is the second hop.
-    first_role = 1 if hops[0] is None and len(hops) > 1 else 0
     credentials: RoleCredentials | None = None
-    for index, role_arn in enumerate(hops):
-        params = _params(settings, role_arn, first=index == first_role, mfa=mfa is not None)
+    for index, hop in enumerate(checked.hops):
         previous = credentials
         hop_source = source if previous is None else functools.partial(sources.session_with, previous)
         context = methods.MethodContext(
             settings=settings,
-            role_arn=role_arn,
-            params=params,
-            sts_client_kwargs=client_kwargs,
+            role_arn=hop.role_arn,
+            params=hop.params,
+            sts_client_kwargs=kwargs,
             source=hop_source,
-            mfa_token_provider=mfa if index == first_role else None,
+            mfa_token_provider=mfa if hop.mfa else None,
         )
-        hop_method = first_method if index == 0 else methods.assume_role_method
         credentials = RoleCredentials(
-            functools.partial(methods.make_fetcher, hop_method, context),
-            label=role_arn or f"method {settings.method}",
+            functools.partial(methods.make_fetcher, hop.method, context),
+            label=hop.role_arn or f"method {settings.method}",
             defer_refresh=settings.defer_refresh,
             advisory_refresh_seconds=settings.advisory_refresh_seconds,
             mandatory_refresh_seconds=settings.mandatory_refresh_seconds,
@@ -108,37 +99,12 @@ def build(
     return credentials
 
 
-def _params(settings: Settings, role_arn: str | None, *, first: bool, mfa: bool) -> dict[str, Any]:
-    if role_arn is None:
-        return {}
-    params: dict[str, Any] = dict(settings.assume_role_kwargs) if first else {}
-    params["RoleArn"] = role_arn
-    params["RoleSessionName"] = settings.role_session_name or default_session_name()
-    if settings.duration_seconds is not None:
-        params["DurationSeconds"] = settings.duration_seconds
-    if first and settings.external_id is not None:
-        params["ExternalId"] = settings.external_id
-    if first and mfa:
-        if not settings.mfa_serial:
-            raise ConfigError("BRS_MFA_SERIAL is not set: expected the MFA device serial or ARN")
-        params["SerialNumber"] = settings.mfa_serial
-    # The model check runs here, where botocore is loaded anyway, not at import time.
-    check = dict(params, TokenCode="000000") if first and mfa else params
-    validate_sts_params(check, "BRS_ASSUME_ROLE_KWARGS" if first else "BRS_ROLE_ARN")
-    return params
-
-
-def _client_kwargs(settings: Settings, source: Callable[[], botocore.session.Session]) -> dict[str, Any]:
-    kwargs = sts_client_kwargs(settings.sts_client_kwargs, "BRS_STS_CLIENT_KWARGS")
-    if settings.sts_region and "region_name" not in kwargs:
-        kwargs["region_name"] = settings.sts_region
-    if settings.sts_endpoint_url and "endpoint_url" not in kwargs:
-        kwargs["endpoint_url"] = settings.sts_endpoint_url
+def client_kwargs(checked: Plan, source: Callable[[], botocore.session.Session]) -> dict[str, Any]:
+    """The plan's STS client keywords, with a region even when nothing names one."""
+    kwargs = dict(checked.sts_client_kwargs)
     if "region_name" not in kwargs:
         # Same lookup botocore does (env, config file), without loading credentials.
         configured = source().get_config_variable("region")
-        partition = (settings.role_arn or "arn:aws").split(":")[1]
-        kwargs["region_name"] = configured or _PARTITION_REGION.get(partition, "us-east-1")
-    config = kwargs.get("config")
-    kwargs["config"] = _DEFAULT_STS_CONFIG.merge(config) if config else _DEFAULT_STS_CONFIG
+        partition = (checked.settings.role_arn or "arn:aws").split(":")[1]
+        kwargs["region_name"] = configured or plan.PARTITION_REGION.get(partition, "us-east-1")
     return kwargs

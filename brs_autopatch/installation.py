@@ -19,6 +19,7 @@ from .settings import Settings
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
+    from .plan import Plan
 
 
 class Installation:
@@ -31,6 +32,9 @@ class Installation:
         self.warned = False
         self.initializer: Any = None
         self.saved_default_session: Any = None
+        # The validation plan, made when botocore arrived (patch.py): built from it,
+        # nothing is checked twice.
+        self.plan: Plan | None = None
         self._credentials: RoleCredentials | None = None
         self._lock = threading.Lock()
         _live.add(self)
@@ -48,7 +52,11 @@ class Installation:
             if self._credentials is None:
                 from . import factory
 
-                built = self._credentials = factory.build(self.settings, start=False)
+                if self.plan is not None:
+                    built = factory.build_from_plan(self.plan, start=False)
+                else:
+                    built = factory.build(self.settings, start=False)
+                self._credentials = built
             else:
                 return self._credentials
         # Outside the lock: a fork or a slow STS during this fetch blocks nobody else on

@@ -8,8 +8,8 @@ the program starts, directly or not, then runs the bootstrap, which imports
 brs_autopatch; the patch itself waits until botocore is imported.
 
 This process imports neither boto3 nor wrapt, and botocore only when a setting needs
-botocore's STS model to be checked (``BRS_ASSUME_ROLE_KWARGS``, ``BRS_STS_CLIENT_KWARGS``)
-or for ``--check``.
+botocore's STS model or Config to be checked (``BRS_ASSUME_ROLE_KWARGS``,
+``BRS_STS_CLIENT_KWARGS``) or for ``--check``.
 """
 
 from __future__ import annotations
@@ -316,26 +316,31 @@ def _interpreter_warning(program: str, command: str, path_variable: str | None) 
     )
 
 
-def _check_method(name: str) -> None:
-    """A plugin method must be installed (an entry point); the built-ins always are."""
-    from .settings import BUILTIN_METHODS
+def _program_path(command: Sequence[str]) -> list[str]:
+    """Where the program will look for modules beyond brs-run's own sys.path.
 
-    if name in BUILTIN_METHODS:
-        return
-    from importlib.metadata import entry_points
-
-    if entry_points(group="brs_autopatch.methods", name=name):
-        return
-    raise ConfigError(
-        f"BRS_METHOD={name!r} is not valid: no such method is installed "
-        f"(built-in: {', '.join(BUILTIN_METHODS)})"
-    )
+    The current directory (``python -c``, ``-m``) and, for ``python [options] app.py``,
+    the script's directory: Python puts one of them first on the program's sys.path.
+    """
+    path = [os.getcwd()]
+    if command and os.path.basename(command[0]).startswith("python"):
+        script = next((arg for arg in command[1:] if not arg.startswith("-")), None)
+        if script is not None and os.path.isfile(script):
+            path.insert(0, os.path.dirname(os.path.abspath(script)))
+    return path
 
 
-def validate(env: Mapping[str, str]) -> bool:
-    """Whether to patch (False: BRS_ENABLED=false). Raises ConfigError for bad settings."""
-    from dataclasses import replace
+def validate(env: Mapping[str, str], command: Sequence[str] = ()) -> bool:
+    """Whether to patch (False: BRS_ENABLED=false). Raises ConfigError for bad settings.
 
+    Runs the validation plan (:func:`brs_autopatch.plan.check`): every bad value is
+    refused here, before the program starts, except what only running the program's
+    own code can tell (BRS_CUSTOM_METHOD's module is located, not imported; a plugin
+    must be installed, it is not loaded): the program's plan reports those, as
+    botocore is imported. botocore is loaded here only for BRS_ASSUME_ROLE_KWARGS and
+    BRS_STS_CLIENT_KWARGS.
+    """
+    from . import plan
     from .settings import from_env, parse_bool
 
     enabled = env.get("BRS_ENABLED", "")
@@ -347,18 +352,13 @@ def validate(env: Mapping[str, str]) -> bool:
             "BRS_ROLE_ARN is not set: expected the role to assume "
             "(or --role-arn; BRS_ENABLED=false runs the program unpatched)"
         )
-    _check_method(settings.method)
-    if settings.assume_role_kwargs or settings.sts_client_kwargs or settings.profile:
-        # Keys are checked against botocore's STS model: worth loading botocore for.
-        # Build only: no STS call, no cache directory, no background thread.
-        from .factory import build
-
-        try:
-            build(replace(settings, defer_refresh=True, cache_dir=None))
-        except ConfigError:
-            raise
-        except Exception as error:  # a plugin that does not import, botocore refusing...
-            raise ConfigError(f"the settings could not be checked: {type(error).__name__}: {error}") from None
+    try:
+        plan.check(settings, search_path=_program_path(command))
+    except ConfigError:
+        raise
+    except Exception as error:  # botocore missing or refusing: one line, not a traceback
+        text = " ".join(str(error).split())
+        raise ConfigError(f"the settings could not be checked: {type(error).__name__}: {text}") from None
     return True
 
 
@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     try:
-        patch = validate(env)
+        patch = validate(env, command)
     except ConfigError as error:
         if not _on_error_warn(env):
             _error(str(error))

@@ -302,10 +302,10 @@ def load(name: str) -> Method:
     for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
         try:
             method = entry.load()
-        except Exception as error:  # a broken plugin: say which one, in one line
+        except (Exception, SystemExit) as error:  # a broken plugin: say which one, in one line
             raise ConfigError(
                 f"BRS_METHOD={name!r} is not valid: its entry point {entry.value} cannot be "
-                f"loaded ({type(error).__name__}: {error})"
+                f"loaded ({_failure(error)}); expected a plugin that imports cleanly"
             ) from None
         if not callable(method):
             raise ConfigError(
@@ -325,16 +325,33 @@ def _name(method: Method) -> str:
 
 
 def _import(path: str, variable: str) -> Callable[[], Any]:
+    """Import ``package.module:callable``; anything going wrong is a ConfigError naming it.
+
+    A module that calls ``sys.exit()`` while being imported would otherwise end the
+    program at its first AWS call: SystemExit is an error here. KeyboardInterrupt
+    (and other BaseExceptions) still propagate: the user asked to stop.
+    """
     module_name, _, attr = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"{variable}={path!r} is not valid: cannot import it ({error})") from None
+    except (Exception, SystemExit) as error:
+        raise ConfigError(
+            f"{variable}={path!r} is not valid: cannot import it ({_failure(error)}); "
+            "expected package.module:callable that imports cleanly"
+        ) from None
     if not callable(target):
         raise ConfigError(f"{variable}={path!r} is not valid: expected a callable")
     return target  # type: ignore[no-any-return]
+
+
+def _failure(error: BaseException) -> str:
+    """One line for an import failure (the module's own message, whitespace folded)."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r}) while being imported"
+    text = " ".join(str(error).split())[:300]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 assert set(_BUILTINS) == set(BUILTIN_METHODS)

@@ -77,7 +77,7 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
                 unpatch()
             _generation += 1
             state = _installed = Installation(settings, _generation)
-    importer.when_imported("botocore", _hook(state, _patch_botocore))
+    importer.when_imported("botocore", _hook(state, _plan_then_patch))
     importer.when_imported("boto3", _hook(state, _patch_boto3))
     return True
 
@@ -89,6 +89,32 @@ def _hook(state: Installation, apply: Any) -> importer.Hook:
         apply(module, state)
 
     return hook
+
+
+def _plan_then_patch(botocore: ModuleType, state: Installation) -> None:
+    """Validate everything (:func:`brs_autopatch.plan.make`) as botocore arrives, then patch.
+
+    A bad value raises here: from ``import brs_autopatch`` when botocore was imported
+    first, else from the import of botocore (the hook stays armed, so a second import
+    raises again instead of going on unpatched). BRS_ON_ERROR=warn: one warning, no patch.
+    """
+    from . import plan
+
+    try:
+        try:
+            if state.plan is None:  # install() again with the same settings: planned already
+                state.plan = plan.make(state.settings)
+        except ConfigError:
+            raise
+        except Exception as bug:  # a check that broke (an old botocore...): still one line
+            text = " ".join(str(bug).split())
+            raise ConfigError(f"the settings could not be checked: {type(bug).__name__}: {text}") from None
+    except ConfigError as error:
+        if state.settings.on_error != "warn":
+            raise
+        logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
+        return
+    _patch_botocore(botocore, state)
 
 
 def _patch_botocore(botocore: ModuleType, state: Installation) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from . import factory, sources
+from . import factory, plan, sources
 from .credentials import RoleCredentials
 from .errors import ConfigError
 from .mfa import TokenProvider
@@ -59,6 +59,7 @@ class RefreshableSession(boto3.Session):
             settings,
             source=lambda: sources.plain_session(profile, **source_keys),
             mfa_token_provider=mfa_token_provider,
+            origin=plan.ARGUMENTS,  # errors name the arguments, not BRS_* variables
         )
         sources.use_credentials(self._session, self._brs_credentials)
 

@@ -3,8 +3,9 @@
 Every ``BRS_*`` variable is read here (with the parsers of
 :mod:`brs_autopatch.environment`) and nowhere else. Parsing is pure (no boto3,
 no botocore), so it can run at ``import brs_autopatch`` and in the ``brs-run``
-launcher before the program starts. Checks that need botocore's STS service model
-live in :mod:`brs_autopatch.validation` and run when credentials are first built.
+launcher before the program starts. Checks that need botocore or the program's own
+modules (the STS model, botocore Config values, methods, the cache directory) are
+:mod:`brs_autopatch.plan`'s, run as soon as botocore is imported.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from .environment import (
     _MFA_SERIAL,
     _SESSION_NAME,
     BUILTIN_METHODS,
+    ENDPOINT_URL_FORM,
     LOG_LEVELS,
     MAX_CHAINED_DURATION,
     MAX_DURATION,
     MIN_DURATION,
     VARIABLES,
     bad,
+    endpoint_url_problem,
     parse_bool,
     parse_int,
     parse_json_object,
@@ -164,8 +167,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     if "sts_region" in values and not re.fullmatch(r"[a-z]{2,}(?:-[a-z0-9]+)+", values["sts_region"]):
         raise bad("BRS_STS_REGION", values["sts_region"], "an AWS region name such as us-east-1")
     url = values.get("sts_endpoint_url")
-    if url is not None and not re.fullmatch(r"https?://[^\s/]+(?:/\S*)?", url):
-        raise bad("BRS_STS_ENDPOINT_URL", url, "an http:// or https:// URL")
+    problem = None if url is None else endpoint_url_problem(url)
+    if problem is not None:
+        raise bad("BRS_STS_ENDPOINT_URL", url, f"{ENDPOINT_URL_FORM} ({problem})")
 
     for name, attr in (
         ("BRS_ENABLED", "enabled"),

@@ -112,11 +112,17 @@ def test_foreign_owned_file_is_ignored_and_replaced(
     assert entry.stat().st_uid == os.getuid()
 
 
-def test_loose_directory_permissions_are_tightened(
+def test_a_shared_directory_is_refused_not_chmodded(
     sts: StsServer, run_python: RunPython, tmp_path: Path
 ) -> None:
+    # Issue 10 E: a group/world-writable directory is not ours to chmod or write into.
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o777)
     cache.chmod(0o777)
-    one_process(run_python, cache)
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    result = run_python(
+        "import brs_autopatch, boto3",
+        env={"BRS_ROLE_ARN": ROLE, "BRS_DURATION_SECONDS": "900", "BRS_CACHE_DIR": str(cache)},
+    )
+    assert result.returncode == 1 and "writable by group or others" in result.stderr
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o777
+    assert sts.count("sts:AssumeRole") == 0
