@@ -241,12 +241,12 @@ def _check_source(report: Report) -> None:
 
 
 def _check_cache_dir(directory: str, report: Report) -> None:
-    from .cache import FileCache
+    from .cache import check_directory
 
     try:
-        FileCache(directory)
-    except OSError as error:
-        raise CheckFailed(f"BRS_CACHE_DIR={directory}: {_describe(error)}") from None
+        check_directory(directory)  # no side effects: the check creates nothing
+    except ConfigError as error:
+        raise CheckFailed(str(error)) from None
     report.line("cache directory", f"{directory} (usable)")
 
 

@@ -199,24 +199,27 @@ class RoleCredentials(DeferredRefreshableCredentials):
         return metadata
 
     def _obtain(self, now: float, background: bool) -> tuple[dict[str, Any], str]:
-        if self._fetcher is None:
-            self._fetcher = self._factory()
+        def fetch() -> dict[str, Any]:
+            # Built on first need: a process served from the file cache makes no STS client.
+            if self._fetcher is None:
+                self._fetcher = self._factory()
+            return _normalize(self._fetcher(), now)
+
         if self._cache is None or self._cache_key is None:
-            return _normalize(self._fetcher(), now), "STS"
-        with self._cache.locked(self._cache_key):
-            entry = self._cache.get(self._cache_key)
-            if entry is not None and self._usable_from_cache(entry, now, background):
-                self.stats.cache_hits += 1
-                return entry, "cache"
-            metadata = _normalize(self._fetcher(), now)
-            self._cache.put(self._cache_key, metadata)
-            return metadata, "STS"
+            return fetch(), "STS"
+        metadata, source = self._cache.fetch(
+            self._cache_key, fetch, lambda entry: self._usable_from_cache(entry, now, background)
+        )
+        if source == "cache":
+            self.stats.cache_hits += 1
+        return metadata, source
 
     def _usable_from_cache(self, entry: Mapping[str, Any], now: float, background: bool) -> bool:
+        # FileCache validated the entry (cache.valid_entry): both fields parse.
         expiry = isoparse(entry["expiry_time"]).timestamp()
         if expiry <= self._expiry_ts:  # not newer than what we hold: no refresh at all
             return False
-        lifetime = expiry - float(entry.get("issued_at", now))
+        lifetime = expiry - float(entry["issued_at"])
         advisory, _ = refresh.choose_windows(lifetime, *self._windows)
         needed = advisory + (self._lead(advisory) if background else 0)
         return bool(expiry - now > needed)
