@@ -142,3 +142,219 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
     assert len(signed) == 51
     keys = {call["access_key_id"] for call in signed}
     assert len(keys) == 1 and FAKE_SOURCE_ACCESS_KEY_ID not in keys
+
+
+# -- E: directories that are not ours are refused, never chmodded --------------------
+def refused(run_python: RunPython, cache: Path | str, reason: str) -> None:
+    """Raise mode: one-line ConfigError naming BRS_CACHE_DIR; warn mode: the program runs."""
+    result = run_python(CALL, env=settings(cache), timeout=30)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("brs_autopatch.errors.ConfigError: BRS_CACHE_DIR=") and reason in last, last
+    warned = run_python(CALL, env=settings(cache, BRS_ON_ERROR="warn"), timeout=30)
+    assert warned.returncode == 0, warned.stderr
+    assert "BRS_ON_ERROR=warn" in warned.stderr and reason in warned.stderr
+
+
+def test_shared_1777_directory_is_refused_and_left_alone(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "someone-elses-file").write_text("x")
+    before = snapshot(shared)
+    refused(run_python, shared, "world-writable (mode 1777)")
+    assert snapshot(shared) == before
+    assert sts.count("sts:AssumeRole") == 0
+
+
+def test_planted_symlink_to_a_root_directory_is_not_followed(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"  # root-owned when root runs the tests, 0755
+    victim.mkdir()
+    victim.chmod(0o755)
+    link = tmp_path / "cache"
+    link.symlink_to(victim)
+    if os.getuid() == 0:
+        os.lchown(link, 4242, 4242)  # planted by another user
+    before = snapshot(victim)
+    refused(run_python, link, "symbolic link")
+    assert snapshot(victim) == before
+
+
+def test_foreign_owned_directory_is_a_config_error(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to hand a directory to another user")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    os.chown(cache, 4242, 4242)
+    before = snapshot(cache)
+    refused(run_python, cache, "owned by uid 4242")
+    assert snapshot(cache) == before
+
+
+def test_home_directory_as_cache_keeps_its_mode(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"  # run_python's HOME
+    home.mkdir(exist_ok=True)
+    home.chmod(0o755)
+    signs_as_role(run_python, "~")
+    signs_as_role(run_python, "~")
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755
+    assert sts.count("sts:AssumeRole") == 1
+    assert len(list(home.glob("*.json"))) == 1
+
+
+def test_missing_directory_is_created_0700(sts: StsServer, run_python: RunPython, tmp_path: Path) -> None:
+    cache = tmp_path / "new" / "cache"
+    signs_as_role(run_python, cache)
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+
+
+# -- E: entries that parse as JSON but not as credentials ----------------------------
+def only_entry(cache: Path) -> Path:
+    (entry,) = cache.glob("*.json")
+    return entry
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"expiry_time": "not a time"},
+        {"expiry_time": "2099-01-01T00:00:00"},  # no offset: whose 00:00?
+        {"expiry_time": 4102444800},
+        {"issued_at": "yesterday"},
+        {"issued_at": 4102444800.0},  # after the expiry
+        {"token": None},
+    ],
+    ids=["expiry-text", "expiry-naive", "expiry-number", "issued-text", "issued-after-expiry", "no-token"],
+)
+def test_bad_entry_is_a_miss_and_is_replaced(
+    sts: StsServer, run_python: RunPython, tmp_path: Path, change: dict[str, object]
+) -> None:
+    cache = tmp_path / "cache"
+    signs_as_role(run_python, cache)
+    entry = only_entry(cache)
+    data = json.loads(entry.read_text())
+    data.update(change)
+    entry.write_text(json.dumps(data))
+    signs_as_role(run_python, cache)
+    assert sts.count("sts:AssumeRole") == 2
+    fixed = json.loads(entry.read_text())
+    assert isinstance(fixed["token"], str) and fixed["expiry_time"] != data["expiry_time"]
+    signs_as_role(run_python, cache)
+    assert sts.count("sts:AssumeRole") == 2  # the replacement is read again
+
+
+# -- E: a cache that cannot be written still serves what STS issued ------------------
+WRITE_WARNING = "could not write cache file"
+
+
+def test_disk_full_serves_the_credentials(sts: StsServer, run_python: RunPython, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    code = "import resource\nresource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n" + CALL  # EFBIG
+    result = run_python(code, env=settings(cache), timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(ASSUMED)
+    assert result.stderr.count(WRITE_WARNING) == 1, result.stderr
+    assert not list(cache.glob("*.json")) and not list(cache.glob(".*.tmp"))  # no partial file left
+
+
+def test_directory_in_the_files_place_serves_the_credentials(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    signs_as_role(run_python, cache)
+    entry = only_entry(cache)
+    entry.unlink()
+    entry.mkdir()
+    (entry / "inside").write_text("x")
+    for _ in range(2):
+        assert signs_as_role(run_python, cache).count(WRITE_WARNING) == 1
+    assert sts.count("sts:AssumeRole") == 3
+    assert entry.is_dir() and (entry / "inside").read_text() == "x"
+
+
+def test_read_only_mount_serves_the_credentials(
+    sts: StsServer, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    # A private mount namespace: the read-only bind mount ends with the process.
+    wrapper = ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{cache}" "{cache}" && exec "$0" "$@"']
+    probe = subprocess.run([*wrapper, "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no read-only bind mount here: {probe.stderr.decode().strip()[:200]}")
+    env = child_base_env() | aws_env | {"PYTHONPATH": str(REPO_ROOT), "HOME": str(tmp_path)}
+    env |= {k: v for k, v in settings(cache).items() if v is not None}
+    result = subprocess.run(
+        [*wrapper, sys.executable, "-c", CALL], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(ASSUMED)
+    assert result.stderr.count(WRITE_WARNING) == 1, result.stderr
+    assert sts.count("sts:AssumeRole") == 1
+    assert list(cache.iterdir()) == []
+
+
+# -- E: special files and symlinks inside the directory -------------------------------
+def test_fifo_as_cache_file_and_as_lock_file_does_not_hang(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    signs_as_role(run_python, cache)
+    entry = only_entry(cache)
+    lock = entry.with_name(entry.name + ".lock")
+    entry.unlink()
+    os.mkfifo(entry)
+    signs_as_role(run_python, cache, timeout=20)
+    assert entry.is_file()  # the FIFO was replaced by a good entry
+    lock.unlink()
+    os.mkfifo(lock)
+    entry.unlink()
+    os.mkfifo(entry)
+    stderr = signs_as_role(run_python, cache, timeout=20)
+    assert "not a regular file of ours" in stderr
+    assert sts.count("sts:AssumeRole") == 3
+
+
+def test_symlinks_in_the_directory_lead_nowhere(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target.json").write_text("{}")
+    signs_as_role(run_python, cache)
+    entry = only_entry(cache)
+    lock = entry.with_name(entry.name + ".lock")
+    lock.unlink()
+    lock.symlink_to(outside / "planted.lock")  # dangling: O_CREAT would create it
+    entry.unlink()
+    entry.symlink_to(outside / "target.json")
+    before = snapshot(outside)
+    signs_as_role(run_python, cache)
+    signs_as_role(run_python, cache)
+    assert snapshot(outside) == before
+    assert (outside / "target.json").read_text() == "{}"
+    assert entry.is_file() and not entry.is_symlink()  # replaced by our own file
+    assert sts.count("sts:AssumeRole") == 2
+
+
+def test_fifo_as_web_identity_token_fails_fast(run_python: RunPython, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    os.mkfifo(token)
+    env: dict[str, str | None] = {
+        "BRS_ROLE_ARN": ROLE,
+        "BRS_METHOD": "web-identity",
+        "BRS_WEB_IDENTITY_TOKEN_FILE": str(token),
+    }
+    result = run_python(CALL, env=env, timeout=20)
+    assert result.returncode != 0
+    assert "is not a regular file" in result.stderr.strip().splitlines()[-1]
