@@ -76,7 +76,7 @@ def check_directory(path: str, origin: str = "BRS_CACHE_DIR") -> None:
 def _directory_problem(path: str) -> str | None:
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return _creation_problem(path)
     except OSError as error:
         return f"it cannot be examined ({error.strerror})"
@@ -103,7 +103,7 @@ def _creation_problem(path: str) -> str | None:
         try:
             info = os.stat(ancestor)
             break
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             if ancestor == os.path.dirname(ancestor):
                 return "no part of it exists"
             ancestor = os.path.dirname(ancestor)
