@@ -364,7 +364,9 @@ class FileCache:
 
     def _write(self, dir_fd: int, key: str, metadata: Mapping[str, Any]) -> None:
         if valid_entry(dict(metadata)) is None:
-            return  # no reader would accept it; judging the answer is the engine's job
+            # No reader would accept it; judging the answer is the engine's job.
+            logger.debug("credentials not cached: the answer is not a valid cache entry")
+            return
         try:
             data = json.dumps(dict(metadata)).encode()
         except (TypeError, ValueError) as error:

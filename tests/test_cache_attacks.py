@@ -358,3 +358,21 @@ def test_fifo_as_web_identity_token_fails_fast(run_python: RunPython, tmp_path: 
     result = run_python(CALL, env=env, timeout=20)
     assert result.returncode != 0
     assert "is not a regular file" in result.stderr.strip().splitlines()[-1]
+
+
+def test_check_reports_an_unusable_directory_and_changes_nothing(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    missing = tmp_path / "missing"
+    before = snapshot(tmp_path)
+    code = "import sys\nfrom brs_autopatch.check import run_check\nsys.exit(run_check())"
+    result = run_python(code, env=settings(shared), timeout=60)
+    assert result.returncode == 1
+    assert "FAILED: BRS_CACHE_DIR=" in result.stderr and "world-writable" in result.stderr
+    ok = run_python(code, env=settings(missing), timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "(usable)" in ok.stdout
+    assert snapshot(tmp_path) == before  # --check creates and chmods nothing
