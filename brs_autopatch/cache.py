@@ -211,10 +211,21 @@ class FileCache:
             )
             return fetch(), "STS"
         self._warned.discard("directory")
+
+        def hit() -> dict[str, Any] | None:
+            entry = self._read(dir_fd, key)
+            return entry if entry is not None and _is_usable(usable, entry) else None
+
         try:
-            with self._locked(dir_fd, key):
-                entry = self._read(dir_fd, key)
-                if entry is not None and _is_usable(usable, entry):
+            # First without the lock (writes are atomic renames): a hit needs no lock, so
+            # processes reading one entry, 50 forked workers say, do not queue for it.
+            entry = hit()
+            if entry is not None:
+                return entry, "cache"
+            with self._locked(dir_fd, key, hit) as served:
+                # None: holding the lock (or given up on it), so look again.
+                entry = served if served is not None else hit()
+                if entry is not None:
                     return entry, "cache"
                 metadata = fetch()
                 self._write(dir_fd, key, metadata)
@@ -251,7 +262,10 @@ class FileCache:
 
     # -- locking -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self, dir_fd: int, key: str) -> Iterator[None]:
+    def _locked(
+        self, dir_fd: int, key: str, hit: Callable[[], dict[str, Any] | None]
+    ) -> Iterator[dict[str, Any] | None]:
+        """Hold the key's lock; yields None, or an entry that ``hit`` found while waiting."""
         deadline = time.monotonic() + self.lock_timeout
         info = os.fstat(dir_fd)
         mutex = _mutex_for((info.st_dev, info.st_ino, key))
@@ -264,19 +278,23 @@ class FileCache:
                 self.directory,
                 self.lock_timeout,
             )
-            yield
+            yield None
             return
         try:
-            fd = self._lock_file(dir_fd, key, deadline)
+            fd, entry = self._lock_file(dir_fd, key, deadline, hit)
             try:
-                yield
+                yield entry
             finally:
                 if fd is not None:
                     os.close(fd)  # releases the record lock
         finally:
             mutex.release()
 
-    def _lock_file(self, dir_fd: int, key: str, deadline: float) -> int | None:
+    def _lock_file(
+        self, dir_fd: int, key: str, deadline: float, hit: Callable[[], dict[str, Any] | None]
+    ) -> tuple[int | None, dict[str, Any] | None]:
+        """(descriptor holding the lock, None), or (None, an entry another process stored
+        while we waited), or (None, None): go on without the lock."""
         name = key + ".json.lock"
         try:
             fd = os.open(name, os.O_RDWR | os.O_CREAT | _SAFE, 0o600, dir_fd=dir_fd)
@@ -288,7 +306,7 @@ class FileCache:
                 name,
                 _why(error),
             )
-            return None
+            return None, None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
@@ -299,13 +317,13 @@ class FileCache:
                     name,
                 )
                 os.close(fd)
-                return None
+                return None, None
             pause = 0.005
             while True:
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     self._warned.discard("lock")
-                    return fd
+                    return fd, None
                 except OSError as error:
                     if error.errno not in (errno.EACCES, errno.EAGAIN):
                         raise
@@ -318,7 +336,11 @@ class FileCache:
                         self.lock_timeout,
                     )
                     os.close(fd)
-                    return None
+                    return None, None
+                entry = hit()
+                if entry is not None:  # the holder stored what we need
+                    os.close(fd)
+                    return None, entry
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
         except OSError as error:
@@ -330,7 +352,7 @@ class FileCache:
                 name,
                 _why(error),
             )
-            return None
+            return None, None
 
     # -- entries -----------------------------------------------------------------------
     def _read(self, dir_fd: int, key: str) -> dict[str, Any] | None:

@@ -61,9 +61,14 @@ FORKS = textwrap.dedent("""
     go, forks = sys.argv[1], int(sys.argv[2])
     session = boto3.Session()
     # Made before the forks and still unused (no pooled connections), as a preloaded
-    # app's module-level client: what the children measure is the lock, not loading
-    # botocore's models 50 times on a shared machine.
+    # app's module-level client: the children measure the lock, not botocore's loading.
     client = session.client("sts")
+    signed_at = []
+    # Last on the signer's own event name (a more specific name would run before the
+    # signer): the moment the child's request is signed.
+    client.meta.events.register_last(
+        "request-created.sts", lambda **kwargs: signed_at.append(time.monotonic())
+    )
     arns = {}
     refresh = threading.Thread(
         target=lambda: arns.setdefault("parent", session.client("sts").get_caller_identity()["Arn"])
@@ -73,39 +78,43 @@ FORKS = textwrap.dedent("""
     while not os.path.exists(go) and time.monotonic() < deadline:
         time.sleep(0.005)
     children = []
+    cache = os.environ["BRS_CACHE_DIR"]
+    locked_forks = 0
     for _ in range(forks):
+        # The refresh takes the lock before calling STS and writes the entry before
+        # releasing it: no entry yet = the lock is held while we fork.
+        if not any(name.endswith(".json") for name in os.listdir(cache)):
+            locked_forks += 1
         read, write = os.pipe()
+        forked = time.monotonic()  # CLOCK_MONOTONIC: one clock for parent and children
         pid = os.fork()
         if pid == 0:  # the child: sign one request as the role, report it, exit
             os.close(read)
             try:
                 arn = client.get_caller_identity()["Arn"]
-                os.write(write, arn.encode())
+                os.write(write, json.dumps([arn, signed_at[0] - forked]).encode())
             finally:
                 os._exit(0)
         os.close(write)
-        children.append((pid, read, time.monotonic()))
-    during_refresh = refresh.is_alive()
-    answered, slowest = [], 0.0
-    for pid, read, started in children:
-        while True:  # each child gets 5 s from its fork
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done or time.monotonic() > started + 5:
+        children.append((pid, read, forked))
+    answers = []
+    for pid, read, forked in children:
+        # Signing must take < 5 s (the test checks); the answer from a local STS that
+        # 50 processes call at once on a shared machine may take longer: 30 s.
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > forked + 30:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
                 break
             time.sleep(0.01)
-        if not done:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        else:
-            slowest = max(slowest, time.monotonic() - started)
-            answer = os.read(read, 4096).decode()
-            if answer:
-                answered.append(answer)
+        answer = os.read(read, 4096)
+        if answer:
+            answers.append(json.loads(answer))
         os.close(read)
     refresh.join(30)
-    print(json.dumps({"during_refresh": during_refresh, "answered": answered,
-                      "parent": arns.get("parent"), "slowest": slowest}))
+    print(json.dumps({"locked_forks": locked_forks, "answers": answers, "parent": arns.get("parent")}))
 """)
+
 
 
 def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
@@ -134,9 +143,13 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
         proc.kill()
     assert proc.returncode == 0, err
     report = json.loads(out)
-    assert report["during_refresh"], "the forks did not happen during the refresh"
-    assert len(report["answered"]) == 50, (len(report["answered"]), err[-3000:])
-    assert all(arn.startswith(ASSUMED) for arn in report["answered"] + [report["parent"]])
+    assert report["locked_forks"] == 50, "not every fork happened while the refresh held the lock"
+    answers = report["answers"]
+    assert len(answers) == 50, (len(answers), err[-3000:])
+    slowest = max(seconds for _, seconds in answers)
+    print(f"50 forks during a refresh: slowest child signed {slowest:.2f} s after its fork")
+    assert slowest < 5
+    assert all(arn.startswith(ASSUMED) for arn, _ in answers) and report["parent"].startswith(ASSUMED)
     assert sts.count("sts:AssumeRole") == 1  # the children read what the parent stored
     signed = sts.calls("GetCallerIdentity")
     assert len(signed) == 51
