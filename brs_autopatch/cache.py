@@ -16,19 +16,15 @@ What a shared directory needs, and why it is done this way:
 * Entries are validated in one place (:func:`valid_entry`); anything else is a miss
   that gets overwritten. Writes are atomic (temp file 0600 + fsync + ``os.replace``).
   A failed write never costs the credentials STS just issued: one WARNING, serve them.
-* POSIX record locks (``lockf``) are per process, so a forked child does not inherit
-  a lock a parent thread holds (an ``flock`` is shared with the child and stays held
-  until the child exits). Record locks do not exclude threads of one process, and
-  closing any descriptor of the file drops them: a per-key mutex, fresh in a forked
-  child, serialises the threads. Both waits are bounded (:attr:`FileCache.lock_timeout`);
-  after that the cache goes on without the lock (one WARNING).
+* The per-key lock (:mod:`brs_autopatch.filelock`) is a POSIX record lock that a
+  forked child does not inherit, plus a mutex for our own threads; waits are bounded
+  (:attr:`FileCache.lock_timeout`), then the cache goes on without it (one WARNING).
+  A hit needs no lock: entries are read first without it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -37,13 +33,12 @@ import os
 import re
 import secrets
 import stat
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dateutil.parser import isoparse  # botocore's own dependency; credentials.py parses the same way
 
+from . import filelock
 from .errors import ConfigError
 
 logger = logging.getLogger("brs_autopatch")
@@ -53,7 +48,7 @@ _OPTIONAL = ("account_id", "session_name")
 _MAX_ENTRY_BYTES = 64 * 1024
 # Never follow a symlink planted in the directory, never wait on a FIFO or device,
 # never leak a descriptor into an exec'd program.
-_SAFE = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_SAFE = filelock.SAFE_OPEN
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _ACCEPTED = (
     "a directory owned by you, not a symlink, not group- or world-writable (e.g. mode 0700), "
@@ -150,26 +145,6 @@ class _Unusable(Exception):
     """The directory is not (or no longer) ours: the cache steps aside."""
 
 
-# Per-key mutexes for the threads of this process (see the module docstring). A
-# forked child gets new ones: a parent thread may hold one at fork time.
-_mutexes: dict[tuple[int, int, str], threading.Lock] = {}
-_mutexes_guard = threading.Lock()
-
-
-def _reset_after_fork() -> None:
-    global _mutexes, _mutexes_guard
-    _mutexes = {}
-    _mutexes_guard = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _mutex_for(key: tuple[int, int, str]) -> threading.Lock:
-    with _mutexes_guard:
-        return _mutexes.setdefault(key, threading.Lock())
-
-
 class FileCache:
     """Credentials by key in a private directory; safe across threads, processes and forks."""
 
@@ -222,9 +197,20 @@ class FileCache:
             entry = hit()
             if entry is not None:
                 return entry, "cache"
-            with self._locked(dir_fd, key, hit) as served:
-                # None: holding the lock (or given up on it), so look again.
-                entry = served if served is not None else hit()
+            name = key + ".json.lock"
+            with filelock.exclusive(dir_fd, name, self.lock_timeout, hit) as lock:
+                if lock.problem is not None:
+                    self._warn_once(
+                        "lock",
+                        "cache lock file %s/%s %s: going on without it",
+                        self.directory,
+                        name,
+                        lock.problem,
+                    )
+                elif lock.held:
+                    self._warned.discard("lock")
+                # Served while waiting, else look again now that the lock is ours.
+                entry = lock.served if lock.served is not None else hit()
                 if entry is not None:
                     return entry, "cache"
                 metadata = fetch()
@@ -259,100 +245,6 @@ class FileCache:
             os.close(fd)
             raise _Unusable(problem)
         return fd
-
-    # -- locking -----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(
-        self, dir_fd: int, key: str, hit: Callable[[], dict[str, Any] | None]
-    ) -> Iterator[dict[str, Any] | None]:
-        """Hold the key's lock; yields None, or an entry that ``hit`` found while waiting."""
-        deadline = time.monotonic() + self.lock_timeout
-        info = os.fstat(dir_fd)
-        mutex = _mutex_for((info.st_dev, info.st_ino, key))
-        if not mutex.acquire(timeout=self.lock_timeout):
-            # Another thread of ours is stuck refilling this entry. Without the mutex
-            # the lock file must not be touched: closing it would drop that thread's lock.
-            self._warn_once(
-                "lock",
-                "cache lock for %s busy for %.0f s: going on without it",
-                self.directory,
-                self.lock_timeout,
-            )
-            yield None
-            return
-        try:
-            fd, entry = self._lock_file(dir_fd, key, deadline, hit)
-            try:
-                yield entry
-            finally:
-                if fd is not None:
-                    os.close(fd)  # releases the record lock
-        finally:
-            mutex.release()
-
-    def _lock_file(
-        self, dir_fd: int, key: str, deadline: float, hit: Callable[[], dict[str, Any] | None]
-    ) -> tuple[int | None, dict[str, Any] | None]:
-        """(descriptor holding the lock, None), or (None, an entry another process stored
-        while we waited), or (None, None): go on without the lock."""
-        name = key + ".json.lock"
-        try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | _SAFE, 0o600, dir_fd=dir_fd)
-        except OSError as error:  # a symlink (ELOOP), a foreign file, a read-only mount
-            self._warn_once(
-                "lock",
-                "cache lock file %s/%s is unusable (%s): going on without it",
-                self.directory,
-                name,
-                _why(error),
-            )
-            return None, None
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-                self._warn_once(
-                    "lock",
-                    "cache lock file %s/%s is not a regular file of ours: going on without it",
-                    self.directory,
-                    name,
-                )
-                os.close(fd)
-                return None, None
-            pause = 0.005
-            while True:
-                try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    self._warned.discard("lock")
-                    return fd, None
-                except OSError as error:
-                    if error.errno not in (errno.EACCES, errno.EAGAIN):
-                        raise
-                if time.monotonic() >= deadline:
-                    self._warn_once(
-                        "lock",
-                        "cache lock file %s/%s held for %.0f s: going on without it",
-                        self.directory,
-                        name,
-                        self.lock_timeout,
-                    )
-                    os.close(fd)
-                    return None, None
-                entry = hit()
-                if entry is not None:  # the holder stored what we need
-                    os.close(fd)
-                    return None, entry
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
-        except OSError as error:
-            os.close(fd)
-            self._warn_once(
-                "lock",
-                "cache lock file %s/%s cannot be locked (%s): going on without it",
-                self.directory,
-                name,
-                _why(error),
-            )
-            return None, None
 
     # -- entries -----------------------------------------------------------------------
     def _read(self, dir_fd: int, key: str) -> dict[str, Any] | None:

@@ -192,6 +192,11 @@ def test_own_0755_directory_is_accepted_and_not_chmodded(tmp_path: Path) -> None
     assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
 
 
+def tree(root: Path) -> dict[Path, tuple[int, int, int]]:
+    """Mode, owner and mtime of everything under ``root`` (atime moves when we look)."""
+    return {p: (p.lstat().st_mode, p.lstat().st_uid, p.lstat().st_mtime_ns) for p in root.rglob("*")}
+
+
 def _file(tmp_path: Path) -> Path:
     (tmp_path / "file").write_text("x")
     return tmp_path / "file"
@@ -224,7 +229,7 @@ def _group_writable(tmp_path: Path) -> Path:
 )
 def test_unusable_directory_is_a_one_line_config_error(tmp_path: Path, make: Any, reason: str) -> None:
     path = make(tmp_path)
-    before = {p: p.lstat() for p in tmp_path.rglob("*")}
+    before = tree(tmp_path)
     with pytest.raises(ConfigError) as raised:
         check_directory(str(path), "cache_dir")
     message = str(raised.value)
@@ -232,7 +237,7 @@ def test_unusable_directory_is_a_one_line_config_error(tmp_path: Path, make: Any
     assert "expected a directory owned by you" in message and "\n" not in message
     with pytest.raises(ConfigError):
         FileCache(str(path))
-    assert {p: p.lstat() for p in tmp_path.rglob("*")} == before
+    assert tree(tmp_path) == before
 
 
 def test_foreign_owned_directory_is_a_config_error(tmp_path: Path) -> None:

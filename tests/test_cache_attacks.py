@@ -93,6 +93,8 @@ FORKS = textwrap.dedent("""
             try:
                 arn = client.get_caller_identity()["Arn"]
                 os.write(write, json.dumps([arn, signed_at[0] - forked]).encode())
+            except Exception as error:
+                os.write(write, json.dumps([repr(error)[:300], -1]).encode())
             finally:
                 os._exit(0)
         os.close(write)
@@ -108,8 +110,7 @@ FORKS = textwrap.dedent("""
                 break
             time.sleep(0.01)
         answer = os.read(read, 4096)
-        if answer:
-            answers.append(json.loads(answer))
+        answers.append(json.loads(answer) if answer else ["no answer in 30 s", -1])
         os.close(read)
     refresh.join(30)
     print(json.dumps({"locked_forks": locked_forks, "answers": answers, "parent": arns.get("parent")}))
@@ -122,7 +123,7 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
 ) -> None:
     script, go = tmp_path / "forks.py", tmp_path / "go"
     script.write_text(FORKS)
-    sts.fault("AssumeRole", "delay", delay_seconds=2, count=1)
+    sts.fault("AssumeRole", "delay", delay_seconds=3, count=1)
     env = {k: v for k, v in settings(tmp_path / "cache").items() if v is not None}
     child_env = child_base_env() | aws_env | env | {"PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
@@ -137,17 +138,20 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
         deadline = time.monotonic() + 30
         while sts.count("sts:AssumeRole") == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
-        go.touch()  # the parent's refresh is at STS (delayed 2 s), holding the cache lock
+        go.touch()  # the parent's refresh is at STS (delayed 3 s), holding the cache lock
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     report = json.loads(out)
     answers = report["answers"]
-    assert len(answers) == 50, (len(answers), err[-3000:])
-    assert report["locked_forks"] == 50, "not every fork happened while the refresh held the lock"
     slowest = max(seconds for _, seconds in answers)
-    print(f"50 forks during a refresh: slowest child signed {slowest:.2f} s after its fork")
+    print(f"{report['locked_forks']} of 50 forks under the lock; slowest child signed in {slowest:.2f} s")
+    failed = [answer for answer, seconds in answers if seconds < 0]
+    assert not failed, (len(failed), failed[:3], err[-3000:])
+    # A fork after the refresh released the lock tests something else (the refresh's
+    # publish order); the 3 s STS delay leaves room for 50 forks on a loaded machine.
+    assert report["locked_forks"] == 50, "not every fork happened while the refresh held the lock"
     assert slowest < 5
     assert all(arn.startswith(ASSUMED) for arn, _ in answers) and report["parent"].startswith(ASSUMED)
     assert sts.count("sts:AssumeRole") == 1  # the children read what the parent stored
