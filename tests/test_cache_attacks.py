@@ -149,13 +149,14 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
     assert proc.returncode == 0, err
     report = json.loads(out)
     answers = report["answers"]
-    slowest = max(seconds for _, seconds in answers)
-    print(f"{report['locked_forks']} of 50 forks under the lock; slowest child signed in {slowest:.2f} s")
     failed = [answer for answer, seconds in answers if seconds < 0]
+    slowest = max(seconds for _, seconds in answers)
+    print(f"{report['locked_forks']} of 50 forks under the lock, {50 - len(failed)} of 50 signed as the role")
     assert not failed, (len(failed), failed[:3], err[-3000:])
     # A fork after the refresh released the lock tests something else (the refresh's
     # publish order); the 3 s STS delay leaves room for 50 forks on a loaded machine.
     assert report["locked_forks"] == 50, "not every fork happened while the refresh held the lock"
+    print(f"slowest child signed {slowest:.2f} s after its fork")
     assert slowest < 5
     assert all(arn.startswith(ASSUMED) for arn, _ in answers) and report["parent"].startswith(ASSUMED)
     assert sts.count("sts:AssumeRole") == 1  # the children read what the parent stored
