@@ -249,18 +249,20 @@ class RoleCredentials(DeferredRefreshableCredentials):
         return metadata
 
     def _obtain(self, now: float, background: bool) -> tuple[dict[str, Any], str]:
-        if self._fetcher is None:
-            self._fetcher = self._factory()
+        def fetch() -> dict[str, Any]:
+            # Built on first need: a process served from the file cache makes no STS client.
+            if self._fetcher is None:
+                self._fetcher = self._factory()
+            return answers.normalize(self._fetcher(), now)
+
         if self._cache is None or self._cache_key is None:
-            return answers.normalize(self._fetcher(), now), "STS"
-        with self._cache.locked(self._cache_key):
-            entry = self._cache.get(self._cache_key)
-            if entry is not None and self._usable_from_cache(entry, now, background):
-                self.stats.cache_hits += 1
-                return entry, "cache"
-            metadata = answers.normalize(self._fetcher(), now)
-            self._cache.put(self._cache_key, metadata)
-            return metadata, "STS"
+            return fetch(), "STS"
+        metadata, source = self._cache.fetch(
+            self._cache_key, fetch, lambda entry: self._usable_from_cache(entry, now, background)
+        )
+        if source == "cache":
+            self.stats.cache_hits += 1
+        return metadata, source
 
     def _usable_from_cache(self, entry: Mapping[str, Any], now: float, background: bool) -> bool:
         try:

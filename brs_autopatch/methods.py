@@ -202,9 +202,18 @@ def web_identity_method(context: MethodContext) -> Fetch:
 
 
 def _read_token(path: str) -> str:
+    # O_NONBLOCK + a regular-file check: a FIFO (or device) in the token's place must
+    # not hang the refresh, which holds the refresh lock. Symlinks are followed on
+    # purpose: Kubernetes projects the token through one.
+    import os
+    import stat
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise WebIdentityTokenError(f"web identity token file {path} is not a regular file")
+            token = handle.read().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
         raise WebIdentityTokenError(f"cannot read web identity token file {path}: {reason}") from None
