@@ -139,7 +139,7 @@ def test_a_shared_directory_is_refused_not_chmodded(
         "import brs_autopatch, boto3",
         env={"BRS_ROLE_ARN": ROLE, "BRS_DURATION_SECONDS": "900", "BRS_CACHE_DIR": str(cache)},
     )
-    assert result.returncode == 1 and "writable by group or others" in result.stderr
+    assert result.returncode == 1 and "world-writable" in result.stderr.splitlines()[-1]
     assert stat.S_IMODE(cache.stat().st_mode) == 0o777
     assert sts.count("sts:AssumeRole") == 0
 # -- the entry check -------------------------------------------------------------------

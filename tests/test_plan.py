@@ -91,6 +91,11 @@ def _regular_file(tmp: Path) -> Path:
     return path
 
 
+def _under_a_file(tmp: Path) -> Path:
+    (tmp / "a-file").write_text("")
+    return tmp / "a-file" / "a" / "b"  # to be created under something that is no directory
+
+
 def _symlink(tmp: Path) -> Path:
     target = tmp / "elsewhere"
     target.mkdir(mode=0o700, exist_ok=True)
@@ -347,9 +352,9 @@ BAD: list[Bad] = [
         ("cache-file", "not a directory", "owned by you"),
     ),
     Bad("cache-symlink", _cache(_symlink), "BRS_CACHE_DIR", ("cache-link", "symlink")),
-    Bad("cache-shared", _cache(_world_writable), "BRS_CACHE_DIR", ("shared", "writable by group or others")),
+    Bad("cache-shared", _cache(_world_writable), "BRS_CACHE_DIR", ("shared", "group- or world-writable")),
     Bad("cache-foreign", _cache(_foreign), "BRS_CACHE_DIR", ("owned by uid",)),
-    Bad("cache-no-parent", _env(BRS_CACHE_DIR="/nonexistent-brs/a/b"), "BRS_CACHE_DIR", ("parent",)),
+    Bad("cache-no-parent", _cache(_under_a_file), "BRS_CACHE_DIR", ("not a directory",)),
 ]
 IDS = [case.id for case in BAD]
 
