@@ -114,12 +114,24 @@ def run_check(environ: Mapping[str, str] | None = None, out: TextIO | None = Non
 
 
 def _checks(env: dict[str, str], report: Report) -> bool:
+    from .environment import describe_unknown, unknown_variables
     from .settings import from_env
 
+    # Typos first: a mistyped variable is ignored, which explains many a failure below.
+    unknown = unknown_variables(env)
+    for name, close in unknown:
+        report.line("error", f"unknown variable {name}" + (f": did you mean {close}?" if close else ""))
+    if env.get("AWS_ROLE_ARN", "").strip() and not env.get("BRS_ROLE_ARN", "").strip():
+        report.line(
+            "hint",
+            "AWS_ROLE_ARN is set, BRS_ROLE_ARN is not: AWS_ROLE_ARN belongs to botocore's "
+            "web-identity provider (EKS sets it); brs_autopatch assumes BRS_ROLE_ARN",
+        )
+    typos = f" (unknown: {describe_unknown(unknown)})" if unknown else ""
     try:
         settings = from_env(env)
     except ConfigError as error:
-        raise CheckFailed(str(error)) from None
+        raise CheckFailed(f"{error}{typos}") from None
     shown = settings.redacted()
     report.line("settings", "(BRS_* variables and options)" if shown else "(all defaults)")
     for name, value in shown.items():
@@ -128,7 +140,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         report.line("result", "not checked: BRS_ENABLED is false, programs run unpatched")
         return False
     if not settings.active:
-        raise CheckFailed("BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn)")
+        raise CheckFailed(f"BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn){typos}")
 
     _check_libraries(report)
     _quiet_logs(settings.log_level)
@@ -143,7 +155,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     from . import factory
 
     if settings.method == "sts":
-        _check_source(report)
+        _check_source(env, settings, report)
     if settings.cache_dir:
         _check_cache_dir(settings.cache_dir, report)
 
@@ -190,6 +202,8 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         if settings.defer_refresh
         else "background thread ahead of the advisory window (BRS_DEFER_REFRESH=false)",
     )
+    if unknown:
+        raise CheckFailed(f"unknown variable{'s' if len(unknown) > 1 else ''} {describe_unknown(unknown)}")
     return True
 
 
@@ -223,12 +237,25 @@ def _check_libraries(report: Report) -> None:
         raise CheckFailed("; ".join(problems))
 
 
-def _check_source(report: Report) -> None:
-    """Which of botocore's providers supplies the credentials that call AssumeRole."""
-    from . import sources
+def _check_source(env: Mapping[str, str], settings: Settings, report: Report) -> None:
+    """The STS endpoint, and who the credentials that call AssumeRole belong to.
+
+    The STS client is built exactly as the refresh engine builds it (same keywords,
+    same source session), so its endpoint and region are the ones AssumeRole will use.
+    """
+    from . import factory, sources
 
     try:
-        found = sources.plain_session().get_credentials()
+        session = sources.plain_session()
+        client: Any = session.create_client("sts", **factory._client_kwargs(settings, sources.plain_session))
+    except ConfigError as error:
+        raise CheckFailed(str(error)) from None
+    except Exception as error:
+        raise CheckFailed(f"could not build the STS client: {_describe(error)}") from None
+    where = f"{client.meta.endpoint_url} (region {client.meta.region_name})"
+    report.line("sts endpoint", where)
+    try:
+        found = session.get_credentials()
     except Exception as error:
         raise CheckFailed(f"could not load the source credentials: {_describe(error)}") from None
     if found is None:
@@ -238,6 +265,21 @@ def _check_source(report: Report) -> None:
         )
     access_key = getattr(found, "access_key", None) or ""
     report.line("source credentials", f"{found.method} ({_tail(access_key)})")
+    profile = env.get("AWS_PROFILE", "").strip() or env.get("AWS_DEFAULT_PROFILE", "").strip()
+    if profile and found.method == "env":
+        # botocore's chain asks the environment before the profile: a classic surprise.
+        report.line(
+            "warning",
+            f"AWS_PROFILE={profile} is ignored: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are "
+            "set and botocore uses them first (unset them to use the profile)",
+        )
+    try:
+        identity: dict[str, Any] = client.get_caller_identity()
+    except Exception as error:
+        raise CheckFailed(
+            f"GetCallerIdentity with the source credentials failed at {where}: {_describe(error)}"
+        ) from None
+    report.line("source identity", str(identity.get("Arn", "")))
 
 
 def _check_cache_dir(directory: str, report: Report) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from . import importer
+
 
 class ConfigError(ValueError):
     """A setting (environment variable or keyword argument) has a bad value.
@@ -20,10 +24,48 @@ class CredentialRefreshError(RuntimeError):
     Raised on the request path once credentials are inside the mandatory refresh
     window (or were never obtained) and the credential method failed. It names the
     role and the cause; brs_autopatch never falls back to the source credentials.
+
+    It is also a ``botocore.exceptions.BotoCoreError`` (see ``_join_botocore``), so
+    handlers written for botocore's errors catch it; and still a ``RuntimeError``.
     """
+
+    # BotoCoreError's protocol: the message is fmt.format(**kwargs).
+    fmt = "could not refresh credentials for {role}: {cause}"
 
     def __init__(self, role: str, cause: str, *, transient: bool) -> None:
         self.role = role
         self.cause = cause
         self.transient = transient
-        super().__init__(f"could not refresh credentials for {role}: {cause}")
+        self.kwargs: dict[str, Any] = {"role": role, "cause": cause, "transient": transient}
+        super().__init__(self.fmt.format(role=role, cause=cause))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Neither RuntimeError's (positional message) nor BotoCoreError's default fits
+        # a keyword-only `transient` in every botocore version: rebuild explicitly.
+        return (_restore, (type(self), self.role, self.cause, self.transient))
+
+
+def _restore(cls: type[CredentialRefreshError], role: str, cause: str, transient: bool) -> Any:
+    return cls(role, cause, transient=transient)
+
+
+def _join_botocore(exceptions: Any) -> None:
+    """Make CredentialRefreshError a BotoCoreError subclass once botocore.exceptions exists.
+
+    Done by assigning ``__bases__`` (a documented language feature) rather than by
+    subclassing at import time: ``import brs_autopatch`` and ``from brs_autopatch import
+    CredentialRefreshError`` must not import botocore (it imports urllib3, which must
+    come after gevent's monkey-patching). Nothing can raise the error, nor name
+    BotoCoreError, before botocore.exceptions is imported, which runs this hook at once.
+    """
+    base = getattr(exceptions, "BotoCoreError", None)
+    if not isinstance(base, type) or issubclass(CredentialRefreshError, base):
+        return
+    try:
+        CredentialRefreshError.__bases__ = (RuntimeError, base)
+    except TypeError:  # pragma: no cover - a botocore whose BotoCoreError has another layout
+        pass  # still a RuntimeError: never break an import over this
+
+
+# At once if botocore.exceptions is already imported, else right after it is.
+importer.when_imported("botocore.exceptions", _join_botocore)
