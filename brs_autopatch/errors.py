@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from . import importer
@@ -61,10 +62,10 @@ def _join_botocore(exceptions: Any) -> None:
     base = getattr(exceptions, "BotoCoreError", None)
     if not isinstance(base, type) or issubclass(CredentialRefreshError, base):
         return
-    try:
+    # TypeError: a botocore whose BotoCoreError has another layout. It stays a
+    # RuntimeError then: never break an import over this.
+    with contextlib.suppress(TypeError):
         CredentialRefreshError.__bases__ = (RuntimeError, base)
-    except TypeError:  # pragma: no cover - a botocore whose BotoCoreError has another layout
-        pass  # still a RuntimeError: never break an import over this
 
 
 # At once if botocore.exceptions is already imported, else right after it is.

@@ -58,7 +58,8 @@ def test_check_assumes_the_role_once_and_reports_without_secrets(
     assert assume["params"]["ExternalId"] == EXTERNAL_ID  # used, not shown
     source, identity = sts.calls("sts:GetCallerIdentity")  # the source's first, then the role's
     assert source["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
-    assert report["source identity"] == "arn:aws:sts::123456789012:user/moto"  # moto's answer for the fake keys
+    # moto's answer for the fake source keys: proves the source, not the role, was asked.
+    assert report["source identity"] == "arn:aws:sts::123456789012:user/moto"
     assert report["sts endpoint"] == f"{sts.url} (region us-east-1)"
     issued_key, issued_token = identity["access_key_id"], identity["session_token"]
     assert issued_token  # signed with the role's session credentials

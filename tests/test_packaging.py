@@ -40,7 +40,8 @@ def test_sdist_and_wheel_carry_the_licence_and_the_sdist_runs_its_tests(tmp_path
     shutil.copytree(REPO_ROOT, source, ignore=_SKIP)
     out = tmp_path / "dist"
     # sdist first, then the wheel built *from the sdist*: proves the sdist is buildable.
-    built = _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)], tmp_path)
+    build = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)]
+    built = _run(build, tmp_path)
     # No setuptools deprecation (the licence table did that): their banners read "!!".
     assert "Deprecat" not in built.stderr + built.stdout and "!!" not in built.stderr, built.stderr
 
