@@ -41,6 +41,10 @@ VARIABLES: dict[str, str] = {
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
 }
 
+# The settings that take a boolean: brs-run gives them --x / --no-x options. A boolean
+# variable added to VARIABLES belongs here too.
+BOOLEAN_VARIABLES = frozenset({"BRS_DEFER_REFRESH", "BRS_ENABLED", "BRS_PROPAGATE"})
+
 # BRS_* names the project's own tools use, which are not settings: never reported as typos.
 INTERNAL_VARIABLES = frozenset(
     {
