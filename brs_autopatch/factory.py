@@ -64,7 +64,7 @@ def build(
     elif settings.method != "web-identity":
         hops.insert(0, None)  # a plugin's own credentials come first, roles are assumed on top
     if not hops:
-        raise ConfigError("BRS_ROLE_ARN is not set: expected the role to assume")
+        raise ConfigError(f"{settings.name_of('role_arns')} is not set: expected the role to assume")
 
     # The caller's AssumeRole conditions (BRS_ASSUME_ROLE_KWARGS, ExternalId, MFA) go with
     # the first role assumed: after a plugin's own credentials, that is the second hop.
@@ -109,16 +109,18 @@ def _params(settings: Settings, role_arn: str | None, *, first: bool, mfa: bool)
         params["ExternalId"] = settings.external_id
     if first and mfa:
         if not settings.mfa_serial:
-            raise ConfigError("BRS_MFA_SERIAL is not set: expected the MFA device serial or ARN")
+            name = settings.name_of("mfa_serial")
+            raise ConfigError(f"{name} is not set: expected the MFA device serial or ARN")
         params["SerialNumber"] = settings.mfa_serial
     # The model check runs here, where botocore is loaded anyway, not at import time.
     check = dict(params, TokenCode="000000") if first and mfa else params
-    validate_sts_params(check, "BRS_ASSUME_ROLE_KWARGS" if first else "BRS_ROLE_ARN")
+    # Errors name what the user wrote: the variable, or the Python argument (settings.origin).
+    validate_sts_params(check, settings.name_of("assume_role_kwargs" if first else "role_arns"))
     return params
 
 
 def _client_kwargs(settings: Settings, source: Callable[[], botocore.session.Session]) -> dict[str, Any]:
-    kwargs = sts_client_kwargs(settings.sts_client_kwargs, "BRS_STS_CLIENT_KWARGS")
+    kwargs = sts_client_kwargs(settings.sts_client_kwargs, settings.name_of("sts_client_kwargs"))
     if settings.sts_region and "region_name" not in kwargs:
         kwargs["region_name"] = settings.sts_region
     if settings.sts_endpoint_url and "endpoint_url" not in kwargs:

@@ -176,8 +176,11 @@ def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterat
     """``with patched(role_arns=("arn:...",)):`` — install for a block, then unpatch.
 
     Pass ``environ`` (a mapping of BRS_* variables) or Settings fields. For tests.
+    Arguments are checked here: a bad one is a ConfigError naming it.
     """
-    chosen = Settings(**settings) if settings else None
+    from .arguments import settings_from_arguments
+
+    chosen = settings_from_arguments(settings, "patched()") if settings else None
     install(chosen, environ)
     try:
         yield current()
