@@ -93,9 +93,15 @@ def _role_arns(name: str, value: object) -> object:
     if not isinstance(value, (tuple, list)) or not value:
         raise bad_argument(name, value, f"a non-empty tuple of role ARNs ({_ROLE_ARN_FORM})")
     for index, arn in enumerate(value):
-        if not isinstance(arn, str) or not _ROLE_ARN.fullmatch(arn):
-            raise bad_argument(f"{name}[{index}]", arn, _ROLE_ARN_FORM)
+        role_arn(f"{name}[{index}]", arn)
     return tuple(value)
+
+
+def role_arn(name: str, value: object) -> str:
+    """One role ARN, any partition."""
+    if not isinstance(value, str) or not _ROLE_ARN.fullmatch(value):
+        raise bad_argument(name, value, _ROLE_ARN_FORM)
+    return value
 
 
 def _command(name: str, value: object) -> object:

@@ -9,6 +9,7 @@ import boto3
 
 from . import factory, sources
 from .arguments import CHECKS, bad_argument
+from .arguments import role_arn as check_role_arn
 from .credentials import RoleCredentials
 from .errors import ConfigError
 from .mfa import TokenProvider
@@ -113,7 +114,7 @@ def _settings(
     validate_sts_params({"RoleSessionName": "probe", **extra, "RoleArn": role_arn}, "assume_role_kwargs")
     # Then the keys with rules of their own, checked as the matching Settings fields are.
     key = "assume_role_kwargs['{}']".format
-    _check(key("RoleArn"), "role_arns", (role_arn,))
+    role_arn = check_role_arn(key("RoleArn"), role_arn)
     session_name = _check(key("RoleSessionName"), "role_session_name", extra.pop("RoleSessionName", None))
     duration = _check(key("DurationSeconds"), "duration_seconds", extra.pop("DurationSeconds", None))
     external_id = _check(key("ExternalId"), "external_id", extra.pop("ExternalId", None))
