@@ -124,7 +124,7 @@ def _guard(here: str) -> "str | None":
 
 def _debug(message: str) -> None:
     if os.environ.get("BRS_LOG_LEVEL", "").strip().upper() == "DEBUG" and sys.stderr is not None:
-        sys.stderr.write(f"brs_autopatch DEBUG bootstrap: {message}\n")
+        sys.stderr.write(f"brs_autopatch[{os.getpid()}] DEBUG bootstrap: {message}\n")
 
 
 def _stop_propagation(here: str) -> None:
