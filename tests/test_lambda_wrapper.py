@@ -71,9 +71,9 @@ def test_the_readme_wrapper_makes_the_handler_sign_as_the_role(
     assert identity["session_token"]
 
 
-def test_the_old_recipe_was_silently_unpatched(launch: Launch, sts: StsServer, tmp_path: Path) -> None:
-    # What the README used to say: BRS_BOOTSTRAP=1 made the bootstrap decline, exit 0.
-    # Kept as the fault the recipe test above must catch.
+def test_the_old_recipe_is_no_longer_silent(launch: Launch, sts: StsServer, tmp_path: Path) -> None:
+    # What the README used to say: BRS_BOOTSTRAP=1 made the bootstrap decline, exit 0,
+    # nothing said. It still declines (brs-run did not set the interpreter up), loudly.
     old = (
         "#!/bin/sh\n"
         "export PYTHONPATH=\"$(python3 -c 'import brs_autopatch.launcher as l; print(l.BOOTSTRAP_DIR)')"
@@ -90,3 +90,4 @@ def test_the_old_recipe_was_silently_unpatched(launch: Launch, sts: StsServer, t
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["result"] != ASSUMED
     assert sts.count("sts:AssumeRole") == 0
+    assert "not patching: BRS_BOOTSTRAP='1' is written by brs-run only" in result.stderr
