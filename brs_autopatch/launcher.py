@@ -20,190 +20,55 @@ import sys
 from ._version import __version__
 from .errors import ConfigError
 
+# The command line (options, help) and the uWSGI check live in their own modules;
+# their names are re-exported here, where callers have always found them.
+from .options import (
+    ACTION_OPTIONS,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    PROG,
+    USAGE,
+    Invocation,
+    UsageError,
+    help_text,
+    option_name,
+    parse_args,
+)
+from .uwsgi import uwsgi_lazy_apps, uwsgi_warning
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-PROG = "brs-run"
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
 BOOTSTRAP_PROTOCOL = "1"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
 _BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
 
-# Exit codes: the shell's for a program that cannot be run, 2 for our own usage errors.
-EXIT_USAGE = 2
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
-
-# -- options ------------------------------------------------------------------------------------
-# Every setting has an option, generated from the one table (brs_autopatch.environment.
-# VARIABLES), as opentelemetry-instrument does: BRS_CACHE_DIR -> --cache-dir VALUE, a
-# boolean BRS_DEFER_REFRESH -> --defer-refresh / --no-defer-refresh. An option sets its
-# variable for COMMAND (and wins over the environment).
-
-# Options that are not settings: option -> action. A new action (--serve, ...) is one row
-# here and one branch in main(); these win over a generated option of the same name.
-ACTION_OPTIONS: dict[str, str] = {
-    "-h": "help",
-    "--help": "help",
-    "-V": "version",
-    "--version": "version",
-    "--check": "check",
-}
-# Shorthands: option -> (variable, value).
-SHORTHAND_OPTIONS: dict[str, tuple[str, str]] = {
-    "--debug": ("BRS_LOG_LEVEL", "DEBUG"),
-}
-# Older spellings kept working: alias -> generated option.
-ALIASES: dict[str, str] = {
-    "--session-name": "--role-session-name",
-}
-# Metavars that read better than the variable's last word.
-_METAVARS = {"KWARGS": "JSON", "ERROR": "ACTION", "ID": "VALUE"}
-
-
-def option_name(variable: str) -> str:
-    """``BRS_CACHE_DIR`` -> ``--cache-dir``."""
-    return "--" + variable.removeprefix("BRS_").lower().replace("_", "-")
-
-
-def _metavar(variable: str) -> str:
-    last = variable.rsplit("_", 1)[-1]
-    return _METAVARS.get(last, last)
-
-
-def setting_options() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-    """(value options: option -> variable, flags: option -> (variable, value)) from the table."""
-    from .environment import BOOLEAN_VARIABLES, VARIABLES
-
-    values: dict[str, str] = {}
-    flags: dict[str, tuple[str, str]] = {}
-    for variable in VARIABLES:
-        option = option_name(variable)
-        if variable in BOOLEAN_VARIABLES:
-            flags[option] = (variable, "true")
-            flags["--no-" + option[2:]] = (variable, "false")
-        else:
-            values[option] = variable
-    for alias, target in ALIASES.items():
-        if target in values:
-            values[alias] = values[target]
-    flags.update(SHORTHAND_OPTIONS)
-    return values, flags
-
-
-USAGE = f"usage: {PROG} [options] [--] command [args...]"
-HELP = f"""{USAGE}
-       {PROG} --check [options]
-
-Run COMMAND with refreshing STS AssumeRole credentials in every boto3/botocore
-session of every Python process it starts. The program is not modified: {PROG}
-validates the BRS_* settings, puts a bootstrap sitecustomize first on PYTHONPATH
-and replaces itself with COMMAND (same PID, signals and exit code).
-`python -m brs_autopatch ...` is the same as `{PROG} ...`.
-
-options (only before COMMAND; `--` ends them):
-  -h, --help               show this help and exit
-  -V, --version            print the version and exit
-  --check                  assume the role once and report: settings (secrets
-                           hidden), STS endpoint and region, source and role
-                           identities, expiry, refresh windows, boto3/botocore
-                           versions; exit 0 if all is well, else 1
-  --debug                  the same as --log-level DEBUG
-  --session-name NAME      the same as --role-session-name NAME
-
-settings: each environment variable below has an option that sets it for COMMAND
-(and wins over the environment): --option VALUE or --option=VALUE; booleans are
---option / --no-option.
-{{settings}}
-
-exit status: COMMAND's own; {EXIT_USAGE} for bad settings or usage (COMMAND is not
-started); {EXIT_NOT_FOUND} if COMMAND is not found; {EXIT_NOT_EXECUTABLE} if it cannot be executed.
-
-notes:
-  - Install brs_autopatch in the environment (venv) of the Python programs you run:
-    a Python from another venv or version starts unpatched (quietly).
-  - `python -S`, `-I` and `-E` skip the PYTHONPATH bootstrap: use
-    `import brs_autopatch` in the program (or sitecustomize_example/) there.
-  - Empty PYTHONPATH entries (which mean the current directory) are dropped,
-    duplicates removed; the order of your own entries is kept.
-  - BRS_ENABLED=false runs COMMAND unchanged. BRS_ON_ERROR=warn runs it unpatched,
-    with a warning, when the settings are bad.
-  - An unknown BRS_* variable (a typo) is reported once, with the closest name.
-  - Options are visible to other users in `ps`: give --external-id and
-    --assume-role-kwargs as variables when they are secret.
-  - uWSGI needs lazy-apps (--lazy-apps, or lazy-apps = true in its ini file) so
-    that each worker loads the app itself.
-"""
-
-
-class UsageError(Exception):
-    """A command line brs-run cannot make sense of: usage on stderr, exit 2."""
-
-
-class Invocation:
-    """The parsed command line."""
-
-    def __init__(self) -> None:
-        self.action = "run"  # run, or a value of ACTION_OPTIONS
-        self.env_updates: dict[str, str] = {}
-        self.command: list[str] = []
-
-
-def parse_args(argv: Sequence[str]) -> Invocation:
-    """Options up to the first non-option or ``--``; the rest is the command, untouched.
-
-    By hand, not argparse: REMAINDER would keep a leading ``--`` as the command, and
-    an option after the command belongs to the command.
-    """
-    values, flags = setting_options()
-    parsed = Invocation()
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == "--":
-            index += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, has_value, value = arg.partition("=")
-        if arg in ACTION_OPTIONS:
-            parsed.action = ACTION_OPTIONS[arg]
-        elif name in values:
-            if not has_value:
-                if index + 1 >= len(argv):
-                    raise UsageError(f"option {name} needs a value")
-                index += 1
-                value = argv[index]
-            parsed.env_updates[values[name]] = value
-        elif name in flags:
-            variable, flag_value = flags[name]
-            if has_value:  # --defer-refresh=false: the value is checked with the settings
-                if name.startswith("--no-") or name in SHORTHAND_OPTIONS:
-                    raise UsageError(f"option {name} takes no value")
-                flag_value = value
-            parsed.env_updates[variable] = flag_value
-        else:
-            raise UsageError(f"unknown option {arg!r} (options go before the command)")
-        index += 1
-    parsed.command = list(argv[index:])
-    return parsed
-
-
-def help_text() -> str:
-    """The help, its settings part generated from the variables table."""
-    from .environment import BOOLEAN_VARIABLES, VARIABLES
-
-    rows: list[str] = []
-    for variable, meaning in VARIABLES.items():
-        option = option_name(variable)
-        if variable in BOOLEAN_VARIABLES:
-            spelled = f"--[no-]{option[2:]}"
-        else:
-            spelled = f"{option} {_metavar(variable)}"
-        rows.append(f"  {variable:<30} {spelled}\n      {meaning}")
-    return HELP.replace("{settings}", "\n".join(rows))
-
+__all__ = [
+    "ACTION_OPTIONS",
+    "BOOTSTRAP_DIR",
+    "EXIT_NOT_EXECUTABLE",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "PROG",
+    "USAGE",
+    "Invocation",
+    "NotRunnable",
+    "UsageError",
+    "bootstrap_value",
+    "build_pythonpath",
+    "child_environment",
+    "execute",
+    "help_text",
+    "main",
+    "option_name",
+    "parse_args",
+    "resolve",
+    "uwsgi_lazy_apps",
+    "validate",
+]
 
 # -- PYTHONPATH and BRS_BOOTSTRAP ------------------------------------------------------------
 
@@ -301,86 +166,6 @@ def resolve(command: str, path_variable: str | None) -> str:
 
 
 # -- checks before starting the program ----------------------------------------------------------
-
-_UWSGI_TRUE = ("", "1", "true", "yes", "on", "y", "t")  # uWSGI reads a bare flag as true
-
-
-def _ini_lazy_apps(path: str, section: str = "uwsgi") -> bool | None:
-    """What ``lazy-apps`` (or ``lazy``) says in the ``[uwsgi]`` section of an ini file.
-
-    None when the file cannot be read or does not say. ``file.ini:section`` names
-    another section, as uWSGI allows.
-    """
-    import configparser
-
-    if not os.path.isfile(path) and ":" in path:
-        path, section = path.rsplit(":", 1)
-    # uWSGI ini files repeat keys and use %(...)-like magic: read them leniently.
-    parser = configparser.ConfigParser(strict=False, interpolation=None, allow_no_value=True)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            parser.read_file(handle)
-    except (OSError, configparser.Error):
-        return None
-    if not parser.has_section(section):
-        return None
-    for key in ("lazy-apps", "lazy_apps", "lazy"):
-        if parser.has_option(section, key):
-            value = parser.get(section, key)
-            return (value or "").strip().lower() in _UWSGI_TRUE
-    return None
-
-
-def _uwsgi_ini_files(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """The ini files a uWSGI command line (and UWSGI_INI) loads, in order."""
-    files: list[str] = []
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "--ini" and index + 1 < len(args):
-            files.append(args[index + 1])
-            index += 1
-        elif arg.startswith("--ini="):
-            files.append(arg[len("--ini=") :])
-        elif not arg.startswith("-") and arg.split(":", 1)[0].endswith(".ini"):
-            files.append(arg)  # `uwsgi app.ini`: a lone config file argument
-        index += 1
-    if env.get("UWSGI_INI"):
-        files.insert(0, env["UWSGI_INI"])
-    return files
-
-
-def uwsgi_lazy_apps(command: Sequence[str], env: Mapping[str, str]) -> bool:
-    """Whether a uWSGI command runs with lazy-apps: flag, UWSGI_LAZY_APPS, or an ini file.
-
-    Later sources win, as in uWSGI: environment, then ini files, then the flags.
-    """
-    lazy = False
-    raw = env.get("UWSGI_LAZY_APPS") or env.get("UWSGI_LAZY")
-    if raw is not None:
-        lazy = raw.strip().lower() in _UWSGI_TRUE
-    for path in _uwsgi_ini_files(command[1:], env):
-        said = _ini_lazy_apps(path)
-        if said is not None:
-            lazy = said
-    for arg in command[1:]:
-        name, has_value, value = arg.partition("=")
-        if name in ("--lazy-apps", "--lazy"):
-            lazy = not has_value or value.strip().lower() in _UWSGI_TRUE
-    return lazy
-
-
-def _uwsgi_warning(command: Sequence[str], env: Mapping[str, str]) -> str | None:
-    if not os.path.basename(command[0]).startswith("uwsgi"):
-        return None
-    if uwsgi_lazy_apps(command, env):
-        return None
-    return (
-        f"{PROG}: warning: uWSGI loads the app in the master and forks workers without "
-        "Python's fork handlers, so workers can inherit a credentials lock held mid-refresh; "
-        "run it with --lazy-apps (or lazy-apps = true in its ini file)"
-    )
-
 
 def _interpreter_of(program: str, path_variable: str | None) -> str | None:
     """The Python that ``program`` is, or names on its ``#!`` line; None if not Python."""
@@ -541,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error))
         return error.code
 
-    warnings = [_uwsgi_warning(command, env)]
+    warnings = [uwsgi_warning(command, env)]
     if patch:
         warnings.append(_interpreter_warning(program, command[0], env.get("PATH")))
     for warning in warnings:
