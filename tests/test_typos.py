@@ -42,6 +42,16 @@ def test_every_setting_in_the_table_is_known(names: set[str], value: str) -> Non
     assert unknown_variables(env) == []
 
 
+@given(st.from_regex(r"BRS_[A-Z0-9_]{1,30}", fullmatch=True), st.text(min_size=1, max_size=5))
+def test_any_other_brs_name_is_reported_with_a_real_setting_or_none(name: str, value: str) -> None:
+    found = unknown_variables({name: value})
+    if name in VARIABLES or name in INTERNAL_VARIABLES or not value.strip():
+        assert found == []
+    else:
+        [(reported, close)] = found
+        assert reported == name and (close is None or close in VARIABLES)
+
+
 def test_import_warns_once_and_imports_no_botocore(run_python: RunPython) -> None:
     code = "import sys, brs_autopatch; import brs_autopatch; print('botocore' in sys.modules)"
     result = run_python(code, env={"BRS_ROLE_AR": ROLE, "BRS_DURATION_SECOND": "900"}, check=True)
