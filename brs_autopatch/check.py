@@ -156,8 +156,9 @@ def _checks(env: dict[str, str], report: Report) -> bool:
 
     from . import factory
 
+    session, client, where = _sts_endpoint(settings, report)
     if settings.method == "sts":
-        _check_source(env, settings, report)
+        _check_source(env, session, client, where, report)
     if settings.cache_dir:
         _check_cache_dir(settings.cache_dir, report)
 
@@ -239,11 +240,10 @@ def _check_libraries(report: Report) -> None:
         raise CheckFailed("; ".join(problems))
 
 
-def _check_source(env: Mapping[str, str], settings: Settings, report: Report) -> None:
-    """The STS endpoint, and who the credentials that call AssumeRole belong to.
+def _sts_endpoint(settings: Settings, report: Report) -> tuple[Any, Any, str]:
+    """The STS client the refresh engine would build (same keywords, same source session).
 
-    The STS client is built exactly as the refresh engine builds it (same keywords,
-    same source session), so its endpoint and region are the ones AssumeRole will use.
+    Its endpoint and region are the ones AssumeRole will use; building it calls nothing.
     """
     from . import factory, sources
 
@@ -256,6 +256,11 @@ def _check_source(env: Mapping[str, str], settings: Settings, report: Report) ->
         raise CheckFailed(f"could not build the STS client: {_describe(error)}") from None
     where = f"{client.meta.endpoint_url} (region {client.meta.region_name})"
     report.line("sts endpoint", where)
+    return session, client, where
+
+
+def _check_source(env: Mapping[str, str], session: Any, client: Any, where: str, report: Report) -> None:
+    """Who the credentials that call AssumeRole belong to, asked before assuming."""
     try:
         found = session.get_credentials()
     except Exception as error:
