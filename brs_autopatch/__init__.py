@@ -63,9 +63,30 @@ def __getattr__(name: str) -> object:
     return value
 
 
+def _warn_unknown_variables() -> None:
+    """One WARNING for mistyped BRS_* variables: they would be ignored silently."""
+    if not any(name.startswith("BRS_") for name in os.environ):
+        return
+    from .environment import LOG_LEVELS, describe_unknown, unknown_variables
+
+    found = unknown_variables(os.environ)
+    if not found:
+        return
+    from . import logs
+
+    level = os.environ.get("BRS_LOG_LEVEL", "").strip().upper()
+    logger = logs.configure(level if level in LOG_LEVELS else None)
+    logger.warning(
+        "brs_autopatch ignores unknown variable%s %s",
+        "s" if len(found) > 1 else "",
+        describe_unknown(found),
+    )
+
+
 def _install_when_botocore_arrives(_module: object) -> None:
     from .patch import install
 
+    _warn_unknown_variables()
     install()
 
 
@@ -88,6 +109,7 @@ def _autoinstall() -> None:
         return
     from .patch import install
 
+    _warn_unknown_variables()
     install()
 
 

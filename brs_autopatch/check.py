@@ -1,7 +1,9 @@
 """``brs-run --check``: is this configuration going to work? Assume the role once and say.
 
-Prints the resolved settings (secrets hidden), the boto3/botocore versions, where the
-source credentials come from, then assumes the role once, asks STS who the new
+Prints the resolved settings (secrets hidden), unknown ``BRS_*`` variables (errors: the
+check fails), the boto3/botocore versions, the STS endpoint and region, where the source
+credentials come from and who they belong to (GetCallerIdentity signed with them, before
+assuming), then assumes the role once, asks STS who the new
 credentials belong to (GetCallerIdentity signed with them) and prints the expiry and
 the refresh windows in force. Exit status 0 when all is well, 1 with the reason
 otherwise. Never printed: a secret key, a session token, an external ID, a full
@@ -122,12 +124,24 @@ def run_check(environ: Mapping[str, str] | None = None, out: TextIO | None = Non
 
 
 def _checks(env: dict[str, str], report: Report) -> bool:
+    from .environment import describe_unknown, unknown_variables
     from .settings import from_env
 
+    # Typos first: a mistyped variable is ignored, which explains many a failure below.
+    unknown = unknown_variables(env)
+    for name, close in unknown:
+        report.line("error", f"unknown variable {name}" + (f": did you mean {close}?" if close else ""))
+    if env.get("AWS_ROLE_ARN", "").strip() and not env.get("BRS_ROLE_ARN", "").strip():
+        report.line(
+            "hint",
+            "AWS_ROLE_ARN is set, BRS_ROLE_ARN is not: AWS_ROLE_ARN belongs to botocore's "
+            "web-identity provider (EKS sets it); brs_autopatch assumes BRS_ROLE_ARN",
+        )
+    typos = f" (unknown: {describe_unknown(unknown)})" if unknown else ""
     try:
         settings = from_env(env)
     except ConfigError as error:
-        raise CheckFailed(str(error)) from None
+        raise CheckFailed(f"{error}{typos}") from None
     shown = settings.redacted()
     report.line("settings", "(BRS_* variables and options)" if shown else "(all defaults)")
     for name, value in shown.items():
@@ -146,7 +160,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         for name, origin in origins.items():
             report.line(f"  {name}", f"{shown.get(name, '')} (from {origin})")
     if not settings.active:
-        raise CheckFailed("BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn)")
+        raise CheckFailed(f"BRS_ROLE_ARN is not set: expected the role to assume (or --role-arn){typos}")
 
     _check_libraries(report)
     _quiet_logs(settings.log_level)
@@ -166,8 +180,9 @@ def _checks(env: dict[str, str], report: Report) -> bool:
     except ConfigError as error:
         raise CheckFailed(str(error)) from None
     settings = planned.settings  # BRS_PROFILE resolved
+    session, client, where = _sts_endpoint(planned, report)
     if settings.method == "sts":
-        _check_source(report, settings.source_profile)
+        _check_source(env, session, client, where, report)
     if settings.cache_dir:
         report.line("cache directory", f"{settings.cache_dir} (usable)")
 
@@ -211,6 +226,8 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         if settings.defer_refresh
         else "background thread ahead of the advisory window (BRS_DEFER_REFRESH=false)",
     )
+    if unknown:
+        raise CheckFailed(f"unknown variable{'s' if len(unknown) > 1 else ''} {describe_unknown(unknown)}")
     return True
 
 
@@ -244,12 +261,32 @@ def _check_libraries(report: Report) -> None:
         raise CheckFailed("; ".join(problems))
 
 
-def _check_source(report: Report, profile: str | None = None) -> None:
-    """Which of botocore's providers supplies the credentials that call AssumeRole."""
-    from . import sources
+def _sts_endpoint(planned: Plan, report: Report) -> tuple[Any, Any, str]:
+    """The STS client the refresh engine would build (same keywords, same source session).
+
+    Its endpoint and region are the ones AssumeRole will use; building it calls nothing.
+    """
+    import functools
+
+    from . import factory, sources
 
     try:
-        found = sources.plain_session(profile).get_credentials()
+        source = functools.partial(sources.plain_session, planned.settings.source_profile)
+        session = source()
+        client: Any = session.create_client("sts", **factory.client_kwargs(planned, source))
+    except ConfigError as error:
+        raise CheckFailed(str(error)) from None
+    except Exception as error:
+        raise CheckFailed(f"could not build the STS client: {_describe(error)}") from None
+    where = f"{client.meta.endpoint_url} (region {client.meta.region_name})"
+    report.line("sts endpoint", where)
+    return session, client, where
+
+
+def _check_source(env: Mapping[str, str], session: Any, client: Any, where: str, report: Report) -> None:
+    """Who the credentials that call AssumeRole belong to, asked before assuming."""
+    try:
+        found = session.get_credentials()
     except Exception as error:
         raise CheckFailed(f"could not load the source credentials: {_describe(error)}") from None
     if found is None:
@@ -259,6 +296,21 @@ def _check_source(report: Report, profile: str | None = None) -> None:
         )
     access_key = getattr(found, "access_key", None) or ""
     report.line("source credentials", f"{found.method} ({_tail(access_key)})")
+    profile = env.get("AWS_PROFILE", "").strip() or env.get("AWS_DEFAULT_PROFILE", "").strip()
+    if profile and found.method == "env":
+        # botocore's chain asks the environment before the profile: a classic surprise.
+        report.line(
+            "warning",
+            f"AWS_PROFILE={profile} is ignored: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are "
+            "set and botocore uses them first (unset them to use the profile)",
+        )
+    try:
+        identity: dict[str, Any] = client.get_caller_identity()
+    except Exception as error:
+        raise CheckFailed(
+            f"GetCallerIdentity with the source credentials failed at {where}: {_describe(error)}"
+        ) from None
+    report.line("source identity", str(identity.get("Arn", "")))
 
 
 def _caller_identity(checked: Plan, credentials: RoleCredentials) -> dict[str, Any]:

@@ -44,6 +44,22 @@ VARIABLES: dict[str, str] = {
     "BRS_SERVE": "brs-run only: serve the role to the whole launch tree, any language (--serve)",
 }
 
+# The settings that take a boolean: brs-run gives them --x / --no-x options. A boolean
+# variable added to VARIABLES belongs here too.
+BOOLEAN_VARIABLES = frozenset(
+    {"BRS_DEFER_REFRESH", "BRS_ENABLED", "BRS_PROPAGATE", "BRS_ADOPT_OWN_KEYS", "BRS_SERVE"}
+)
+
+# BRS_* names the project's own tools use, which are not settings: never reported as typos.
+INTERNAL_VARIABLES = frozenset(
+    {
+        "BRS_BOOTSTRAP",  # brs-run -> its bootstrap (brs_autopatch.launcher)
+        "BRS_VENV",  # scripts/_venv.sh: which venv the scripts use
+        "BRS_TEST_WORKERS",  # scripts/test: pytest-xdist workers
+    }
+)
+PREFIX = "BRS_"
+
 # Never echoed in errors. BRS_MFA_TOKEN_COMMAND may hold a TOTP seed (oathtool --totp -b SEED).
 SECRET_VARIABLES = frozenset(
     {"BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_STS_CLIENT_KWARGS", "BRS_MFA_TOKEN_COMMAND"}
@@ -62,6 +78,36 @@ _METHOD_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _CALLABLE_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", re.ASCII)
 
 MIN_DURATION, MAX_DURATION, MAX_CHAINED_DURATION = 900, 43200, 3600
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``BRS_*`` names in ``env`` that are neither settings nor internal, sorted, each with
+    the closest setting (a did-you-mean) or None. Known names come from VARIABLES only.
+    """
+    unknown = sorted(
+        name
+        for name in env
+        if name.startswith(PREFIX)
+        and name not in VARIABLES
+        and name not in INTERNAL_VARIABLES
+        and env[name].strip()  # empty counts as unset, for unknown names too
+    )
+    if not unknown:
+        return []
+    import difflib  # only when there is a typo to explain
+
+    # Compare what follows "BRS_": the shared prefix would make every name look close.
+    tails = {name[len(PREFIX) :]: name for name in VARIABLES}
+    found: list[tuple[str, str | None]] = []
+    for name in unknown:
+        close = difflib.get_close_matches(name[len(PREFIX) :], list(tails), n=1, cutoff=0.6)
+        found.append((name, tails[close[0]] if close else None))
+    return found
+
+
+def describe_unknown(found: list[tuple[str, str | None]]) -> str:
+    """``BRS_ROLE_AR (did you mean BRS_ROLE_ARN?), BRS_X``: one line for a warning."""
+    return ", ".join(f"{name} (did you mean {close}?)" if close else name for name, close in found)
 
 
 def bad(name: str, value: str | None, accepted: str) -> ConfigError:

@@ -20,145 +20,55 @@ import sys
 from ._version import __version__
 from .errors import ConfigError
 
+# The command line (options, help) and the uWSGI check live in their own modules;
+# their names are re-exported here, where callers have always found them.
+from .options import (
+    ACTION_OPTIONS,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    PROG,
+    USAGE,
+    Invocation,
+    UsageError,
+    help_text,
+    option_name,
+    parse_args,
+)
+from .uwsgi import uwsgi_lazy_apps, uwsgi_warning
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-PROG = "brs-run"
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
 BOOTSTRAP_PROTOCOL = "1"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
 _BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
 
-# Exit codes: the shell's for a program that cannot be run, 2 for our own usage errors.
-EXIT_USAGE = 2
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
-
-# Options that take a value -> the variable they set.
-VALUE_OPTIONS: dict[str, str] = {
-    "--role-arn": "BRS_ROLE_ARN",
-    "--session-name": "BRS_ROLE_SESSION_NAME",
-    "--duration-seconds": "BRS_DURATION_SECONDS",
-    "--log-level": "BRS_LOG_LEVEL",
-}
-# Options without a value -> (variable, value).
-FLAG_OPTIONS: dict[str, tuple[str, str]] = {
-    "--defer-refresh": ("BRS_DEFER_REFRESH", "true"),
-    "--no-defer-refresh": ("BRS_DEFER_REFRESH", "false"),
-    "--no-propagate": ("BRS_PROPAGATE", "false"),
-    "--serve": ("BRS_SERVE", "true"),
-}
-
-USAGE = f"usage: {PROG} [options] [--] command [args...]"
-HELP = f"""{USAGE}
-       {PROG} --check [options]
-       {PROG} --credential-process [options]
-
-Run COMMAND with refreshing STS AssumeRole credentials in every boto3/botocore
-session of every Python process it starts. The program is not modified: {PROG}
-validates the BRS_* settings, puts a bootstrap sitecustomize first on PYTHONPATH
-and replaces itself with COMMAND (same PID, signals and exit code).
-`python -m brs_autopatch ...` is the same as `{PROG} ...`.
-
-options (only before COMMAND; `--` ends them):
-  -h, --help               show this help and exit
-  --version                print the version and exit
-  --check                  assume the role once and report: settings (secrets
-                           hidden), caller identity, expiry, refresh windows,
-                           boto3/botocore versions; exit 0 if all is well, else 1
-  --credential-process     print the role's credentials as credential_process
-                           JSON (for `credential_process = {PROG} --credential-process`
-                           in an AWS config profile) and exit
-  --serve                  sets BRS_SERVE=true: serve the role's credentials to
-                           every process of the tree, any language, from a
-                           loopback container-credentials endpoint
-  --role-arn ARN           sets BRS_ROLE_ARN
-  --session-name NAME      sets BRS_ROLE_SESSION_NAME
-  --duration-seconds N     sets BRS_DURATION_SECONDS
-  --log-level LEVEL        sets BRS_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)
-  --defer-refresh          sets BRS_DEFER_REFRESH=true (fetch on first use)
-  --no-defer-refresh       sets BRS_DEFER_REFRESH=false (fetch at start-up,
-                           refresh in the background)
-  --no-propagate           sets BRS_PROPAGATE=false: patch the first Python
-                           process only, not the Python processes it starts
-
-exit status: COMMAND's own; {EXIT_USAGE} for bad settings or usage (COMMAND is not
-started); {EXIT_NOT_FOUND} if COMMAND is not found; {EXIT_NOT_EXECUTABLE} if it cannot be executed.
-
-notes:
-  - Install brs_autopatch in the environment (venv) of the Python programs you run:
-    a Python from another venv or version starts unpatched (quietly).
-  - `python -S`, `-I` and `-E` skip the PYTHONPATH bootstrap: use
-    `import brs_autopatch` in the program (or sitecustomize_example/) there.
-  - Empty PYTHONPATH entries (which mean the current directory) are dropped,
-    duplicates removed; the order of your own entries is kept.
-  - BRS_ENABLED=false runs COMMAND unchanged. BRS_ON_ERROR=warn runs it unpatched,
-    with a warning, when the settings are bad.
-  - uWSGI needs --lazy-apps so that each worker loads the app itself.
-
-settings (environment variables):
-{{variables}}
-"""
-
-
-class UsageError(Exception):
-    """A command line brs-run cannot make sense of: usage on stderr, exit 2."""
-
-
-class Invocation:
-    """The parsed command line."""
-
-    def __init__(self) -> None:
-        self.action = "run"  # run, help, version, check, credential-process
-        self.env_updates: dict[str, str] = {}
-        self.command: list[str] = []
-
-
-def parse_args(argv: Sequence[str]) -> Invocation:
-    """Options up to the first non-option or ``--``; the rest is the command, untouched."""
-    parsed = Invocation()
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == "--":
-            index += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, has_value, value = arg.partition("=")
-        if arg in ("-h", "--help"):
-            parsed.action = "help"
-        elif arg == "--version":
-            parsed.action = "version"
-        elif arg == "--check":
-            parsed.action = "check"
-        elif arg == "--credential-process":
-            parsed.action = "credential-process"
-        elif name in VALUE_OPTIONS:
-            if not has_value:
-                if index + 1 >= len(argv):
-                    raise UsageError(f"option {name} needs a value")
-                index += 1
-                value = argv[index]
-            parsed.env_updates[VALUE_OPTIONS[name]] = value
-        elif arg in FLAG_OPTIONS:
-            variable, flag_value = FLAG_OPTIONS[arg]
-            parsed.env_updates[variable] = flag_value
-        else:
-            raise UsageError(f"unknown option {arg!r} (options go before the command)")
-        index += 1
-    parsed.command = list(argv[index:])
-    return parsed
-
-
-def help_text() -> str:
-    from .settings import VARIABLES
-
-    width = max(map(len, VARIABLES))
-    rows = "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in VARIABLES.items())
-    return HELP.replace("{variables}", rows)
-
+__all__ = [
+    "ACTION_OPTIONS",
+    "BOOTSTRAP_DIR",
+    "EXIT_NOT_EXECUTABLE",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "PROG",
+    "USAGE",
+    "Invocation",
+    "NotRunnable",
+    "UsageError",
+    "bootstrap_value",
+    "build_pythonpath",
+    "child_environment",
+    "execute",
+    "help_text",
+    "main",
+    "option_name",
+    "parse_args",
+    "resolve",
+    "uwsgi_lazy_apps",
+    "validate",
+]
 
 # -- PYTHONPATH and BRS_BOOTSTRAP ------------------------------------------------------------
 
@@ -257,21 +167,6 @@ def resolve(command: str, path_variable: str | None) -> str:
 
 # -- checks before starting the program ----------------------------------------------------------
 
-def _uwsgi_warning(command: Sequence[str], env: Mapping[str, str]) -> str | None:
-    if not os.path.basename(command[0]).startswith("uwsgi"):
-        return None
-    lazy = ("--lazy-apps", "--lazy")
-    if any(arg in lazy or arg.startswith("--lazy-apps=") for arg in command[1:]):
-        return None
-    if env.get("UWSGI_LAZY_APPS"):
-        return None
-    return (
-        f"{PROG}: warning: uWSGI loads the app in the master and forks workers without "
-        "Python's fork handlers, so workers can inherit a credentials lock held mid-refresh; "
-        "run it with --lazy-apps (or lazy-apps = true in its config)"
-    )
-
-
 def _interpreter_of(program: str, path_variable: str | None) -> str | None:
     """The Python that ``program`` is, or names on its ``#!`` line; None if not Python."""
     if os.path.basename(program).startswith("python"):
@@ -348,9 +243,13 @@ def validate(env: Mapping[str, str], command: Sequence[str] = ()) -> bool:
         return False  # the kill switch works even when other settings are broken
     settings = from_env(env)
     if not settings.active:
+        from .environment import describe_unknown, unknown_variables
+
+        typos = unknown_variables(env)
         raise ConfigError(
             "BRS_ROLE_ARN is not set: expected the role to assume "
             "(or --role-arn; BRS_ENABLED=false runs the program unpatched)"
+            + (f"; unknown: {describe_unknown(typos)}" if typos else "")
         )
     try:
         plan.check(settings, search_path=_program_path(command))
@@ -442,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(error))
         return error.code
 
-    warnings = [_uwsgi_warning(command, env)]
+    warnings = [uwsgi_warning(command, env)]
     if patch and not _serving(env):  # a served program needs no patch of its own
         warnings.append(_interpreter_warning(program, command[0], env.get("PATH")))
     for warning in warnings:

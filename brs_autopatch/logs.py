@@ -3,7 +3,9 @@
 Without BRS_LOG_LEVEL the logger has no handler of its own: the application's
 logging configuration decides, and warnings still reach stderr through logging's
 last-resort handler. Nothing here ever writes to stdout. Either way the logger carries
-:class:`brs_autopatch.redact.ScrubFilter`: no record of ours shows a known secret.
+:class:`brs_autopatch.redact.ScrubFilter`: no record of ours shows a known secret. Our
+lines carry the PID: gunicorn/uWSGI/Celery workers each refresh on their own and must
+not look like duplicates.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from . import redact
 
 LOGGER_NAME = "brs_autopatch"
 _HANDLER_MARK = "_brs_autopatch_handler"
+FORMAT = "%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s"
 
 
 def configure(level: str | None) -> logging.Logger:
@@ -26,7 +29,7 @@ def configure(level: str | None) -> logging.Logger:
     logger.setLevel(level)
     if not any(getattr(h, _HANDLER_MARK, False) for h in logger.handlers):
         handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter(FORMAT))
         setattr(handler, _HANDLER_MARK, True)
         logger.addHandler(handler)
     return logger

@@ -234,8 +234,11 @@ def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterat
 
     Pass ``environ`` (a mapping of BRS_* variables) or Settings fields. Blocks nest: the
     installation active before the block (its settings) is back after it. For tests.
+    Arguments are checked here: a bad one is a ConfigError naming it.
     """
-    chosen = Settings(**settings) if settings else None
+    from .arguments import settings_from_arguments
+
+    chosen = settings_from_arguments(settings, "patched()") if settings else None
     with _lock:
         outer = _installed.settings if _installed is not None and _installed.active else None
     install(chosen, environ)

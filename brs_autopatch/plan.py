@@ -93,6 +93,7 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     from . import methods, profiles
 
     settings, _ = profiles.resolve(settings)  # BRS_PROFILE: the role from the AWS config
+    origin = _named(settings, origin)
     with_mfa = bool(settings.mfa_token_command) if mfa is None else mfa
     hops = _hops(settings, with_mfa, origin)
     _check_params(settings, hops, origin)
@@ -152,6 +153,20 @@ def check(settings: Settings, *, origin: Origin = ENVIRONMENT, search_path: Sequ
 
 
 # -- the steps ------------------------------------------------------------------------------
+
+
+def _named(settings: Settings, origin: Origin) -> Origin:
+    """Settings made from Python arguments (patched()) name those arguments in errors."""
+    if not settings.origin:
+        return origin
+    return Origin(
+        assume_role_kwargs=settings.name_of("assume_role_kwargs"),
+        sts_client_kwargs=settings.name_of("sts_client_kwargs"),
+        role=settings.name_of("role_arns"),
+        cache_dir=settings.name_of("cache_dir"),
+        method=settings.name_of("method"),
+        custom_method=settings.name_of("custom_method"),
+    )
 
 
 def default_session_name() -> str:

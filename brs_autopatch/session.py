@@ -8,10 +8,13 @@ from typing import Any
 import boto3
 
 from . import factory, plan, sources
+from .arguments import CHECKS, bad_argument
+from .arguments import role_arn as check_role_arn
 from .credentials import RoleCredentials
 from .errors import ConfigError
 from .mfa import TokenProvider
-from .settings import MIN_DURATION, Settings
+from .settings import Settings
+from .validation import validate_sts_params
 
 # boto3.Session keywords that choose the *source* credentials, not the session's own.
 _SOURCE_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
@@ -90,18 +93,33 @@ def _settings(
     cache_dir: str | None,
     mfa: bool,
 ) -> Settings:
+    """The arguments, checked now; every error names the argument (or its key)."""
     if not isinstance(assume_role_kwargs, Mapping):
-        raise ConfigError("assume_role_kwargs is not valid: expected a mapping of AssumeRole parameters")
+        raise bad_argument("assume_role_kwargs", assume_role_kwargs, "a dict of AssumeRole parameters")
+    if not isinstance(sts_client_kwargs, Mapping):
+        raise bad_argument("sts_client_kwargs", sts_client_kwargs, "a dict of create_client('sts') keywords")
     extra = dict(assume_role_kwargs)
-    role_arn = extra.pop("RoleArn", None)
-    if not isinstance(role_arn, str) or not role_arn:
-        raise ConfigError("assume_role_kwargs is missing required key 'RoleArn'")
     if "TokenCode" in extra:
         raise ConfigError(
             "assume_role_kwargs key 'TokenCode' is not accepted: an MFA code works once; "
             "pass mfa_token_provider=callable instead"
         )
-    serial = extra.pop("SerialNumber", None)
+    # Unknown keys first (a mistyped key explains a "missing key" better than the other
+    # way round), then the missing role, then types against botocore's model with the
+    # required keys filled in.
+    keys = {k: extra[k] for k in extra if k not in ("RoleArn", "RoleSessionName")}
+    validate_sts_params({"RoleArn": _PROBE_ARN, "RoleSessionName": "probe", **keys}, "assume_role_kwargs")
+    role_arn = extra.pop("RoleArn", None)
+    if role_arn is None:
+        raise ConfigError("assume_role_kwargs is missing required key 'RoleArn'")
+    validate_sts_params({"RoleSessionName": "probe", **extra, "RoleArn": role_arn}, "assume_role_kwargs")
+    # Then the keys with rules of their own, checked as the matching Settings fields are.
+    key = "assume_role_kwargs['{}']".format
+    role_arn = check_role_arn(key("RoleArn"), role_arn)
+    session_name = _check(key("RoleSessionName"), "role_session_name", extra.pop("RoleSessionName", None))
+    duration = _check(key("DurationSeconds"), "duration_seconds", extra.pop("DurationSeconds", None))
+    external_id = _check(key("ExternalId"), "external_id", extra.pop("ExternalId", None))
+    serial = _check(key("SerialNumber"), "mfa_serial", extra.pop("SerialNumber", None))
     if mfa and not serial:
         raise ConfigError("assume_role_kwargs is missing 'SerialNumber', needed with mfa_token_provider")
     if serial and not mfa:
@@ -114,19 +132,36 @@ def _settings(
             f"mandatory_refresh_seconds={mandatory} is not valid: expected fewer seconds than "
             f"advisory_refresh_seconds={advisory}"
         )
-    duration = extra.pop("DurationSeconds", None)
-    if duration is not None and (not isinstance(duration, int) or duration < MIN_DURATION):
-        raise ConfigError(f"DurationSeconds={duration!r} is not valid: expected an integer of at least 900")
+    if not isinstance(defer_refresh, bool):
+        raise bad_argument("defer_refresh", defer_refresh, "True or False")
     return Settings(
         role_arns=(role_arn,),
-        role_session_name=extra.pop("RoleSessionName", None),
+        role_session_name=session_name,
         duration_seconds=duration,
-        defer_refresh=bool(defer_refresh),
-        external_id=extra.pop("ExternalId", None),
+        defer_refresh=defer_refresh,
+        external_id=external_id,
         assume_role_kwargs=extra,
         sts_client_kwargs=dict(sts_client_kwargs),
         advisory_refresh_seconds=advisory,
         mandatory_refresh_seconds=mandatory,
-        cache_dir=cache_dir,
+        cache_dir=_check("cache_dir", "cache_dir", cache_dir),
         mfa_serial=serial,
+        # Later checks (the factory's, against botocore's STS model) name these.
+        origin=_ORIGIN,
     )
+
+
+# A syntactically valid ARN that fills the required key while checking the others.
+_PROBE_ARN = "arn:aws:iam::123456789012:role/probe"
+_ORIGIN = {
+    "assume_role_kwargs": "assume_role_kwargs",
+    "sts_client_kwargs": "sts_client_kwargs",
+    "role_arns": "assume_role_kwargs['RoleArn']",
+    "mfa_serial": "assume_role_kwargs['SerialNumber']",
+    "cache_dir": "cache_dir",
+}
+
+
+def _check(name: str, field: str, value: Any) -> Any:
+    """The Settings field's own check, its error naming ``name``."""
+    return None if value is None else CHECKS[field](name, value)

@@ -44,6 +44,16 @@ from .environment import read as _get
 __all__ = ["BUILTIN_METHODS", "MIN_DURATION", "VARIABLES", "Settings", "from_env", "parse_bool"]
 
 
+# Settings field -> the variable it is read from (BRS_ + the field's name, but for these).
+VARIABLE_OF: dict[str, str] = {"role_arns": "BRS_ROLE_ARN"}
+
+
+# Fields that do not change which credentials the settings produce.
+_NOT_IN_KEY = frozenset(
+    {"enabled", "log_level", "on_error", "propagate", "adopt_own_keys", "serve", "origin"}
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the ``BRS_*`` variables say, validated. Build with :func:`from_env`."""
@@ -76,6 +86,13 @@ class Settings:
     source_profile: str | None = None
     adopt_own_keys: bool = True
     serve: bool = False  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
+    # Field -> what the user wrote for it, when that was not a BRS_* variable (a Python
+    # argument: "assume_role_kwargs", "role_arns"...). Error messages use name_of().
+    origin: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def name_of(self, field_name: str) -> str:
+        """The name to show in an error about ``field_name``: the argument, else the variable."""
+        return self.origin.get(field_name) or VARIABLE_OF.get(field_name, "BRS_" + field_name.upper())
 
     @property
     def role_arn(self) -> str | None:
@@ -96,7 +113,7 @@ class Settings:
         fields = {
             name: value
             for name, value in self.__dict__.items()
-            if name not in {"enabled", "log_level", "on_error", "propagate", "adopt_own_keys", "serve"}
+            if name not in _NOT_IN_KEY
         }
         return json.dumps(fields, sort_keys=True, default=str)
 
@@ -104,6 +121,8 @@ class Settings:
         """The non-default settings as printable strings; secrets never shown."""
         shown: dict[str, str] = {}
         for item in fields(self):
+            if item.name == "origin":
+                continue
             value = getattr(self, item.name)
             if value == item.default or (item.default is MISSING and not value):
                 continue

@@ -56,7 +56,11 @@ def test_check_assumes_the_role_once_and_reports_without_secrets(
     assert sts.count("sts:AssumeRole") == 1
     assume = sts.calls("sts:AssumeRole")[0]
     assert assume["params"]["ExternalId"] == EXTERNAL_ID  # used, not shown
-    identity = sts.calls("sts:GetCallerIdentity")[0]
+    source, identity = sts.calls("sts:GetCallerIdentity")  # the source's first, then the role's
+    assert source["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
+    # moto's answer for the fake source keys: proves the source, not the role, was asked.
+    assert report["source identity"] == "arn:aws:sts::123456789012:user/moto"
+    assert report["sts endpoint"] == f"{sts.url} (region us-east-1)"
     issued_key, issued_token = identity["access_key_id"], identity["session_token"]
     assert issued_token  # signed with the role's session credentials
     _assert_no_secret(result, issued_key, issued_token)

@@ -258,10 +258,11 @@ def test_bad_options_exit_2(launch: Launch, args: list[str], message: str) -> No
 def test_help_and_version(launch: Launch) -> None:
     result = launch([*MODULE, "--help"], env={"BRS_ROLE_ARN": None})
     assert result.returncode == 0, result.stderr
-    for text in ("usage: brs-run", "--no-propagate", "--check", "BRS_ROLE_ARN", "BRS_PROPAGATE", "-S"):
+    for text in ("usage: brs-run", "--[no-]propagate", "--check", "BRS_ROLE_ARN", "BRS_PROPAGATE", "-S"):
         assert text in result.stdout
-    result = launch([*MODULE, "--version"])
-    assert (result.returncode, result.stdout) == (0, f"brs-run (brs_autopatch) {__version__}\n")
+    for flag in ("--version", "-V"):
+        result = launch([*MODULE, flag])
+        assert (result.returncode, result.stdout) == (0, f"brs-run (brs_autopatch) {__version__}\n")
 
 
 # -- finding the program: 127 / 126 ------------------------------------------------------------

@@ -124,7 +124,7 @@ def _guard(here: str) -> "str | None":
 
 def _debug(message: str) -> None:
     if os.environ.get("BRS_LOG_LEVEL", "").strip().upper() == "DEBUG" and sys.stderr is not None:
-        sys.stderr.write(f"brs_autopatch DEBUG bootstrap: {message}\n")
+        sys.stderr.write(f"brs_autopatch[{os.getpid()}] DEBUG bootstrap: {message}\n")
 
 
 def _stop_propagation(here: str) -> None:
@@ -145,6 +145,15 @@ def _main() -> None:
     _chain(here)
     reason = _guard(here)
     if reason is not None:
+        value = os.environ.get(ENV, "")
+        if value and ":" not in value and sys.stderr is not None:
+            # Set by hand (an old Lambda wrapper recipe said BRS_BOOTSTRAP=1): no brs-run
+            # writes that, so say it once instead of running with the source credentials.
+            sys.stderr.write(
+                f"brs_autopatch: not patching: {ENV}={value!r} is written by brs-run only; "
+                "start the program with brs-run (python -m brs_autopatch) or import brs_autopatch\n"
+            )
+            return
         _debug(f"not patching this interpreter: {reason}")
         return
     try:
