@@ -130,6 +130,8 @@ def _optional(check: Callable[[str, object], object]) -> Callable[[str, object],
 
 # Settings field -> check(name, value) -> the value to store. Every field is listed: a
 # field added to Settings without a row here is refused by a test (test_arguments).
+_PROFILE = re.compile(r"[\w.@+=,:/-]{1,128}")
+
 CHECKS: dict[str, Callable[[str, object], object]] = {
     "role_arns": _role_arns,
     "role_session_name": _optional(_string(_SESSION_NAME, "2 to 64 characters of A-Z a-z 0-9 _+=,.@-")),
@@ -153,6 +155,10 @@ CHECKS: dict[str, Callable[[str, object], object]] = {
     "method": _string(_METHOD_NAME, "a method name: sts, web-identity, custom or a plugin's"),
     "web_identity_token_file": _optional(_path),
     "custom_method": _optional(_string(_CALLABLE_PATH, "package.module:callable")),
+    "profile": _optional(_string(_PROFILE, "the name of an AWS config profile")),
+    "source_profile": _optional(_string(_PROFILE, "the name of an AWS config profile")),
+    "adopt_own_keys": _boolean,
+    "serve": _boolean,
 }
 
 

@@ -146,5 +146,6 @@ def test_check_shows_where_values_came_from(
     assert "from role_arn of profile 'prod'" in lines["role_arns"]
     assert "from profile 'prod' duration_seconds" in lines["duration_seconds"]
     assert "from profile 'prod' source_profile" in lines["source_profile"]
-    assert SOURCE_KEY[-4:] in lines["source"]
+    (source,) = [line for line in result.stdout.splitlines() if line.startswith("source credentials")]
+    assert SOURCE_KEY[-4:] in source
     assert json.dumps(result.stdout).count("profile-source-secret") == 0

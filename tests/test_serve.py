@@ -295,11 +295,12 @@ def test_a_tree_of_ten_clients_makes_one_assume_role_per_refresh_period(
     span = times[-1] - times[0]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     # The period is the server's: lifetime - advisory - lead, about 2 s here.
-    period = sorted(gaps)[len(gaps) // 2]
+    # Each refresh lands at a random point of the window's upper half (jitter): the
+    # periods vary, so judge the mean and the shortest gap.
+    period = span / (len(times) - 1)
     print(f"tree: {len(times)} AssumeRole over {span:.1f} s, period {period:.2f} s, {len(tree)} processes")
-    assert 1.0 < period < 4.0, gaps
-    assert abs(len(times) - (1 + span / period)) <= 1, (len(times), span, period, gaps)
-    assert min(gaps) > period * 0.5, gaps  # never two for one period
+    assert 1.0 < period < 6.0, gaps
+    assert min(gaps) > period * 0.5, gaps  # never two for one period, whatever the tree's size
     served_calls = len(sts.calls("sts:GetCallerIdentity")) + len(sts.calls("s3:GET"))
     assert served_calls >= 9 * rounds * 0.8
     assert "Traceback" not in err
