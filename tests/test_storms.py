@@ -82,8 +82,18 @@ SHORT_ANSWER = """
             "Expiration": expiry,
         }
 
+    def metadata_answer():
+        # A plugin answers botocore's metadata keys (what the old engine took unchecked).
+        sts_shape = answer()
+        return {
+            "access_key": sts_shape["AccessKeyId"],
+            "secret_key": sts_shape["SecretAccessKey"],
+            "token": sts_shape["SessionToken"],
+            "expiry_time": sts_shape["Expiration"].isoformat(),
+        }
+
     def method(context):
-        return answer
+        return metadata_answer
 """
 
 
