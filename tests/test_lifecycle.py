@@ -125,7 +125,11 @@ def test_nested_patched_blocks_restore_the_outer_installation(sts: StsServer, ru
         """,
     )
     before, inner, after, outside = report["arns"]
-    assert (before, inner, after) == (assumed(ROLE_A, "outer"), assumed(ROLE_B, "inner"), assumed(ROLE_A, "outer"))
+    assert (before, inner, after) == (
+        assumed(ROLE_A, "outer"),
+        assumed(ROLE_B, "inner"),
+        assumed(ROLE_A, "outer"),
+    )
     assert ":assumed-role/" not in outside  # after the outer block: the source credentials
 
 
@@ -176,17 +180,21 @@ def test_refresher_survives_an_unexpected_exception(
     monkeypatch.setattr(Refresher, "error_pause", 0.05, raising=False)
     clock = SimClock()
     creds = simulated(
-        Settings(role_arns=(ROLE_A,), role_session_name="survivor", duration_seconds=900, defer_refresh=False),
+        Settings(
+            role_arns=(ROLE_A,), role_session_name="survivor", duration_seconds=900, defer_refresh=False
+        ),
         clock,
     )
     try:
         real = creds.refresh_in_background
-        raised = []
+        raised: list[bool] = []
 
         def fails_once() -> None:
             if not raised:
                 raised.append(True)
-                raise RuntimeError("Credentials were refreshed, but the refreshed credentials are still expired.")
+                raise RuntimeError(
+                    "Credentials were refreshed, but the refreshed credentials are still expired."
+                )
             real()
 
         creds.refresh_in_background = fails_once  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ import shlex
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from brs_autopatch.settings import from_env
 PLUGIN = "bad-answers"
 PLUGIN_SOURCE = """
     import os
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     def method(context):
         def fetch():
@@ -170,4 +170,3 @@ def test_mfa_code_is_resent_when_sts_was_unreachable(
     assert [call["params"].get("TokenCode") for call in sts.calls("sts:AssumeRole")] == ["246810"]
     assert len(log.read_text().split()) == 2  # asked twice, the same code both times
     assert endpoint.connections == 1
-

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from engine_helpers import SimClock, record_answers, seconds_left, simulated
@@ -98,7 +99,7 @@ def test_no_expired_key_during_recovery_after_expiry(
             return "refresh error (outage)"
         if frozen is None:
             return "None"
-        if expiry_of.get(frozen.access_key, 0.0) <= called_at:
+        if expiry_of.get(frozen.access_key or "", 0.0) <= called_at:
             return "expired key"  # would be signed with a key expired at call time
         return "good"
 
@@ -119,7 +120,7 @@ def test_concurrent_first_fetch_never_gives_none(
     sts: StsServer, aws_env: dict[str, str], probing_log: ProbingHandler, through: str
 ) -> None:
     creds = simulated(settings(), SimClock())
-    client = sources.session_with(creds).create_client("sts")
+    client: Any = sources.session_with(creds).create_client("sts")
 
     def request() -> str:
         try:

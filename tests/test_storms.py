@@ -102,9 +102,7 @@ def method_calls(log: Path) -> int:
 
 
 @pytest.fixture
-def short_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:
+def short_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A custom method module and a plugin (entry point) both answering ``lifetime`` s credentials."""
     directory = tmp_path / "site"
     directory.mkdir()
@@ -158,7 +156,7 @@ def attempts_allowed(elapsed: float) -> int:
 
 
 def requests_against(creds: Any, count: int) -> tuple[list[BaseException], float]:
-    client = sources.session_with(creds).create_client("sts")
+    client: Any = sources.session_with(creds).create_client("sts")
     errors: list[BaseException] = []
     started = time.monotonic()
     for _ in range(count):
@@ -185,7 +183,7 @@ def test_method_answer_expired_on_arrival_is_a_spaced_failure(
     errors, elapsed = requests_against(creds, 500)
     calls = method_calls(log)
     assert_clear_refresh_errors(errors, 500, "expired")
-    assert 1 <= calls <= attempts_allowed(elapsed), f"{calls} method calls for 500 requests in {elapsed:.1f} s"
+    assert 1 <= calls <= attempts_allowed(elapsed), f"{calls} method calls, 500 requests, {elapsed:.1f} s"
     assert creds.stats.failures == calls
     assert sts.count("sts:GetCallerIdentity") == 0  # nothing was signed with an expired key
 
@@ -234,7 +232,9 @@ def test_failed_eager_first_fetch_is_not_retried_by_every_new_session(
         assert calls == 1, calls  # permanent: the next attempt waits the backoff cap
     else:
         attempts = attempts_allowed(report["elapsed"])
-        assert calls <= 2 * attempts, f"{calls} AssumeRole requests for 20 sessions in {report['elapsed']:.1f} s"
+        assert calls <= 2 * attempts, (
+            f"{calls} AssumeRole requests for 20 sessions in {report['elapsed']:.1f} s"
+        )
     assert sts.count("sts:GetCallerIdentity") == 0
 
 
@@ -256,9 +256,9 @@ SWEEP = [
 
 
 @pytest.mark.parametrize(("lifetime", "windows", "defer"), SWEEP)
+@pytest.mark.usefixtures("aws_env")
 def test_refreshes_per_simulated_lifetime_are_bounded(
     sts: StsServer,
-    aws_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     lifetime: int,
     windows: dict[str, str],
@@ -306,4 +306,3 @@ def test_already_expired_answers_are_spaced_on_a_simulated_clock(
     assert errors == 500
     # 1 + log2(2 * 60 + 1) = 7 attempts at most in 60 s (real time adds a little).
     assert 1 <= sts.count("sts:AssumeRole") <= 8
-
