@@ -25,7 +25,7 @@ from brs_autopatch.settings import from_env
 PLUGIN = "bad-answers"
 PLUGIN_SOURCE = """
     import os
-    from datetime import datetime, timezone
+    from datetime import datetime, timedelta, timezone
 
     def method(context):
         def fetch():
