@@ -175,3 +175,8 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def figure(test: str, **values: Any) -> None:
+    """One line of measured figures (shown with ``pytest -rA``; before/after tables)."""
+    print("FIGURE", test, " ".join(f"{name}={value!r}" for name, value in values.items()))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import figure
 from stsclient import RunPython, StsServer
 
 from brs_autopatch.cache import FileCache
@@ -91,6 +92,7 @@ def fork_mid_fetch(run_python: RunPython, sts: StsServer, role_arn: str, **extra
         check=True,
     )
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    figure("A2" + (" every option" if extra else ""), **report)
     return report
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import pytest
-from engine_helpers import SimClock, seconds_left, simulated
+from engine_helpers import SimClock, figure, seconds_left, simulated
 from stsclient import RunPython, StsServer, make_role_arn
 
 from brs_autopatch import RefreshableSession
@@ -56,6 +56,7 @@ def run_child(run_python: RunPython, body: str) -> dict[str, Any]:
     result = run_python(PRELUDE + textwrap.dedent(body), env={"BRS_ROLE_ARN": None}, check=True)
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     report["stderr"] = result.stderr
+    figure("G", **{key: value for key, value in report.items() if key != "stderr"})
     return report
 
 
@@ -205,6 +206,7 @@ def test_refresher_survives_an_unexpected_exception(
         deadline = time.monotonic() + 10
         while creds.stats.background_fetches == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
+        figure("G refresher", alive=thread.is_alive(), background_fetches=creds.stats.background_fetches)
         assert raised == [True]
         assert thread.is_alive()
         assert creds.stats.background_fetches == 1
@@ -222,5 +224,6 @@ def test_dropped_eager_refreshable_session_stops_its_thread_at_once(
     del session
     gc.collect()
     thread.join(2.0)  # the refresher sleeps up to a minute between looks at the clock
+    figure("G dropped session", alive_after_2s=thread.is_alive())
     assert not thread.is_alive()
     assert not [t for t in threading.enumerate() if t is thread]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import figure
 from stsclient import RunPython, StsServer, make_role_arn
 
 ROLE = make_role_arn("floods")
@@ -89,6 +90,9 @@ def test_outage_in_the_mandatory_window_logs_once_per_attempt(
     loud = [r for r in records if r["level"] >= 30]  # WARNING and above, every logger
     ours = [r for r in records if r["name"] == "brs_autopatch"]
     tracebacks = [r for r in records if "Traceback" in r["text"]]
+    figure(
+        f"H {level}", attempts=attempts, warning_plus=len(loud), ours=len(ours), tracebacks=len(tracebacks)
+    )
     assert len(loud) <= attempts, [(r["name"], r["text"][:80]) for r in loud]
     assert len(ours) <= attempts, [r["text"][:80] for r in ours]
     assert tracebacks == [], tracebacks[0]["text"][:2000]

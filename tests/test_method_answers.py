@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import PortForwarder, write_plugin
+from engine_helpers import PortForwarder, figure, write_plugin
 from stsclient import StsServer, make_role_arn
 
 from brs_autopatch import CredentialRefreshError, factory
@@ -89,6 +89,7 @@ def test_bad_plugin_answer_is_a_counted_failure_with_backoff(
         except Exception as error:
             errors.append(error)
     kinds = sorted({type(error).__name__ for error in errors})
+    figure(f"I {case}", errors=len(errors), kinds=kinds, calls=plugin.calls(), failures=creds.stats.failures)
     assert len(errors) == 100 and kinds == ["CredentialRefreshError"], kinds
     message = str(errors[0])
     assert PLUGIN in message and fragment in message and "\n" not in message, message
@@ -100,7 +101,11 @@ def test_bad_plugin_answer_is_a_counted_failure_with_backoff(
 
 def test_plugin_naive_expiry_is_normalised_as_utc(aws_env: dict[str, str], plugin: Any) -> None:
     creds = plugin("naive string")
-    frozen = creds.get_frozen_credentials()
+    try:
+        frozen = creds.get_frozen_credentials()
+    except Exception as error:
+        figure("I naive string", error=type(error).__name__)
+        raise
     assert frozen.access_key == "AKIDPLUGIN0000000001"
     left = (creds.expiry_time - datetime.now(timezone.utc)).total_seconds()
     assert 3500 < left <= 3600  # read as UTC, whatever the machine's time zone
@@ -164,6 +169,9 @@ def test_mfa_code_is_resent_when_sts_was_unreachable(
             except CredentialRefreshError as error:
                 last = error
                 time.sleep(0.05)
+        figure(
+            "I MFA", recovered=frozen is not None, last=str(last)[:120], codes=len(log.read_text().split())
+        )
         assert frozen is not None, f"no credentials within 5 s: {last}"
     finally:
         endpoint.close()

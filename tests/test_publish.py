@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from engine_helpers import SimClock, record_answers, seconds_left, simulated
+from engine_helpers import SimClock, figure, record_answers, seconds_left, simulated
 from stsclient import StsServer
 
 from brs_autopatch import CredentialRefreshError, sources
@@ -107,6 +107,7 @@ def test_no_expired_key_during_recovery_after_expiry(
     # STS is back; the retry comes after the backoff (at most 1 s), while 100 threads
     # keep calling, 40 calls each, spread over about 2 s.
     outcomes = run_threads(THREADS, CALLS, request, stagger=0.0005, pause=0.05)
+    figure("D recovery", outcomes=dict(outcomes), probe=probing_log.finished())
     assert sum(outcomes.values()) == THREADS * CALLS
     assert outcomes["good"] > 0, outcomes  # the recovery happened while the threads ran
     assert outcomes["expired key"] == 0 and outcomes["None"] == 0, dict(outcomes)
@@ -133,6 +134,7 @@ def test_concurrent_first_fetch_never_gives_none(
 
     probing_log.probe = request
     outcomes = run_threads(32, 5, request, stagger=0.01, pause=0.01)
+    figure(f"D first fetch {through}", outcomes=dict(outcomes), probe=probing_log.finished())
     assert outcomes == Counter({"good": 32 * 5}), dict(outcomes)
     assert probing_log.finished() == ["good"]
     assert sts.count("sts:AssumeRole") == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import SimClock, simulated, write_plugin
+from engine_helpers import SimClock, figure, simulated, write_plugin
 from stsclient import RunPython, StsServer
 
 from brs_autopatch import CredentialRefreshError, factory, sources
@@ -59,6 +59,7 @@ def test_advisory_window_close_to_the_lifetime_with_background_refresh(
         calls = sts.count("sts:AssumeRole")
     finally:
         creds.stop()
+    figure("B1 890/900 eager", requests=requests, assume_role=calls)
     assert requests > 100
     assert calls == 1, f"{calls} AssumeRole calls in {STORM_WINDOW_SECONDS} s"
 
@@ -137,6 +138,7 @@ def test_method_answering_310_second_credentials_makes_no_storm(
         calls = method_calls(log)
     finally:
         creds.stop()
+    figure(f"B2 310 s {kind}", requests=requests, method_calls=calls)
     assert requests > 100
     assert calls == 1, f"{calls} method calls in {STORM_WINDOW_SECONDS} s"
     # Used for at least a fifth of their life before the next refresh.
@@ -169,6 +171,7 @@ def requests_against(creds: Any, count: int) -> tuple[list[BaseException], float
 
 def assert_clear_refresh_errors(errors: list[BaseException], count: int, fragment: str) -> None:
     kinds = sorted({type(error).__name__ for error in errors})
+    figure("B3 errors", count=len(errors), kinds=kinds, first=str(errors[0])[:100] if errors else None)
     assert len(errors) == count and kinds == ["CredentialRefreshError"], kinds
     for error in errors:
         message = str(error)
@@ -182,6 +185,7 @@ def test_method_answer_expired_on_arrival_is_a_spaced_failure(
     creds = factory.build(settings)
     errors, elapsed = requests_against(creds, 500)
     calls = method_calls(log)
+    figure("B3 expired method answer", method_calls=calls, elapsed=round(elapsed, 1))
     assert_clear_refresh_errors(errors, 500, "expired")
     assert 1 <= calls <= attempts_allowed(elapsed), f"{calls} method calls, 500 requests, {elapsed:.1f} s"
     assert creds.stats.failures == calls
@@ -196,6 +200,7 @@ def test_client_clock_20_minutes_ahead_is_a_spaced_failure(sts: StsServer, aws_e
     creds = factory.build(settings, clock=clock)  # answers NOT shifted: STS's clock is right
     errors, elapsed = requests_against(creds, 500)
     calls = sts.count("sts:AssumeRole")
+    figure("B3 clock 20 min ahead", assume_role=calls, elapsed=round(elapsed, 1))
     assert_clear_refresh_errors(errors, 500, "is the clock right?")
     assert 1 <= calls <= attempts_allowed(elapsed), f"{calls} AssumeRole for 500 requests in {elapsed:.1f} s"
     assert sts.count("sts:GetCallerIdentity") == 0
@@ -227,6 +232,7 @@ def test_failed_eager_first_fetch_is_not_retried_by_every_new_session(
     )
     report = json.loads(result.stdout)
     calls = sts.count("sts:AssumeRole")  # HTTP requests; botocore sends a 503 twice
+    figure(f"B4 {mode}", assume_role_requests=calls, elapsed=round(report["elapsed"], 1))
     assert report["errors"] == ["CredentialRefreshError"] * 20
     if mode == "access_denied":
         assert calls == 1, calls  # permanent: the next attempt waits the backoff cap
@@ -283,6 +289,7 @@ def test_refreshes_per_simulated_lifetime_are_bounded(
     finally:
         creds.stop()
     calls = sts.count("sts:AssumeRole")
+    figure(f"B sweep {lifetime} {windows} defer={defer}", assume_role=calls)
     assert 1 <= calls <= 26, f"{calls} AssumeRole in 5 simulated lifetimes of {lifetime} s"
     assert creds.stats.failures == 0
 
@@ -303,6 +310,7 @@ def test_already_expired_answers_are_spaced_on_a_simulated_clock(
         except CredentialRefreshError:
             errors += 1
         clock.advance(60 / 500)
+    figure("B3 simulated 60 s", errors=errors, assume_role=sts.count("sts:AssumeRole"))
     assert errors == 500
     # 1 + log2(2 * 60 + 1) = 7 attempts at most in 60 s (real time adds a little).
     assert 1 <= sts.count("sts:AssumeRole") <= 8
