@@ -8,17 +8,23 @@ that arrive expired, an eager first fetch that fails. Counts are server-side
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
+import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from engine_helpers import SimClock, figure, simulated, write_plugin
+from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 
-from brs_autopatch import CredentialRefreshError, factory, refresh, sources
+from brs_autopatch import ConfigError, CredentialRefreshError, factory, refresh, schedule, sources
 from brs_autopatch.lifecycle import Refresher
 from brs_autopatch.settings import from_env
 
@@ -155,7 +161,7 @@ def attempts_allowed(elapsed: float) -> int:
     """
     attempts, earliest = 1, 0.0
     while True:
-        earliest += 0.5 * min(2.0 ** (attempts - 1), refresh.MANDATORY_BACKOFF_CAP)
+        earliest += 0.5 * min(2.0 ** min(attempts - 1, 16), refresh.MANDATORY_BACKOFF_CAP)
         if earliest > elapsed:
             return attempts
         attempts += 1
@@ -319,3 +325,74 @@ def test_already_expired_answers_are_spaced_on_a_simulated_clock(
     figure("B3 simulated 60 s", errors=errors, assume_role=sts.count("sts:AssumeRole"))
     assert errors == 500
     assert 1 <= sts.count("sts:AssumeRole") <= attempts_allowed(elapsed)
+
+
+# -- the property: any method answer, any accepted windows ---------------------------------------
+
+CLOCKED_ANSWER = """
+    from datetime import datetime, timezone
+    clock = None  # set by the test: the simulated clock the answers follow
+    lifetime = 0.0
+    calls = 0
+
+    def answer():
+        global calls
+        calls += 1
+        expiry = datetime.fromtimestamp(clock() + lifetime, timezone.utc)
+        key = f"AKIDCLOCKED{calls:09d}"
+        return {"access_key": key, "secret_key": "s", "token": "t", "expiry_time": expiry}
+"""
+
+
+@pytest.fixture(scope="module")
+def clocked_answer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    directory = tmp_path_factory.mktemp("clocked")
+    (directory / "brs_clocked_answer.py").write_text(textwrap.dedent(CLOCKED_ANSWER))
+    sys.path.insert(0, str(directory))
+    try:
+        yield importlib.import_module("brs_clocked_answer")
+    finally:
+        sys.path.remove(str(directory))
+
+
+@hypothesis.settings(max_examples=25, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(
+    lifetime=st.floats(-3600, 43200),
+    advisory=st.none() | st.integers(1, 43199),
+    mandatory=st.none() | st.integers(1, 43198),
+)
+def test_no_method_answer_refreshes_faster_than_its_schedule_or_backoff(
+    clocked_answer: Any, lifetime: float, advisory: int | None, mandatory: int | None
+) -> None:
+    # Lazy credentials, 100 requests over 5 lifetimes (at least 150 s) of simulated time:
+    # usable answers are used for a fifth of their life at least; unusable ones (expired,
+    # under 2 s left) are failed refreshes spaced by the mandatory backoff.
+    env = {"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "brs_clocked_answer:answer"}
+    if advisory is not None:
+        env["BRS_ADVISORY_REFRESH_SECONDS"] = str(advisory)
+    if mandatory is not None:
+        env["BRS_MANDATORY_REFRESH_SECONDS"] = str(mandatory)
+    try:
+        settings = from_env(env)
+    except ConfigError:
+        hypothesis.reject()  # not an accepted setting
+    clock = SimClock()
+    clocked_answer.clock, clocked_answer.lifetime, clocked_answer.calls = clock, lifetime, 0
+    creds = factory.build(settings, clock=clock)
+    span = 5 * max(lifetime, 30.0)
+    started = time.monotonic()
+    unexpected: list[str] = []
+    for _ in range(100):
+        try:
+            creds.get_frozen_credentials()
+        except CredentialRefreshError:
+            pass
+        except Exception as error:  # botocore's bare RuntimeError, a TypeError ...
+            unexpected.append(type(error).__name__)
+        clock.advance(span / 100)
+    elapsed = span + time.monotonic() - started
+    most = attempts_allowed(elapsed)  # refused answers: the backoff spaces the attempts
+    if lifetime >= schedule.MIN_USABLE_SECONDS - 0.5:  # accepted (answered a little late)
+        most = max(most, math.ceil(elapsed / (0.2 * max(lifetime - 1, 0.5))) + 1)
+    assert unexpected == []
+    assert 1 <= clocked_answer.calls <= most, (clocked_answer.calls, most)
