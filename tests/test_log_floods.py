@@ -75,12 +75,18 @@ print(json.dumps({{
 def test_outage_in_the_mandatory_window_logs_once_per_attempt(
     sts: StsServer, run_python: RunPython, level: str
 ) -> None:
-    result = run_python(
-        OUTAGE,
-        args=[level],
-        env={"PYTHONPATH": os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]), "BRS_ROLE_ARN": None},
-        check=True,
-    )
+    try:
+        result = run_python(
+            OUTAGE,
+            args=[level],
+            env={
+                "PYTHONPATH": os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]),
+                "BRS_ROLE_ARN": None,
+            },
+            check=True,
+        )
+    finally:
+        sts.clear_faults()  # the child's outage lasts until cleared
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["errors"] == ["CredentialRefreshError"] * 100
     # Each attempt is one AssumeRole call that botocore sends twice (a 503 is retried once).

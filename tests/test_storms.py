@@ -237,9 +237,12 @@ def test_failed_eager_first_fetch_is_not_retried_by_every_new_session(
     sts: StsServer, run_python: RunPython, role_arn: str, mode: str
 ) -> None:
     sts.fault("AssumeRole", mode)  # until cleared
-    result = run_python(
-        TWENTY_SESSIONS, env={"BRS_ROLE_ARN": role_arn, "BRS_DEFER_REFRESH": "false"}, check=True
-    )
+    try:
+        result = run_python(
+            TWENTY_SESSIONS, env={"BRS_ROLE_ARN": role_arn, "BRS_DEFER_REFRESH": "false"}, check=True
+        )
+    finally:
+        sts.clear_faults()  # never left to a later test that does not reset the server
     report = json.loads(result.stdout)
     calls = sts.count("sts:AssumeRole")  # HTTP requests; botocore sends a 503 twice
     figure(f"B4 {mode}", assume_role_requests=calls, elapsed=round(report["elapsed"], 1))
