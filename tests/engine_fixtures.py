@@ -8,7 +8,7 @@ engine_env   function: the environment of an engine process, built from scratch 
              ``run_python``'s: fake source credentials pointed at the local STS,
              HOME = empty temp dir, this venv's bin first on PATH (``brs-run``,
              ``dask``, ``celery``...), tests/engine_apps on PYTHONPATH, BRS_ROLE_ARN.
-engines      function: ``start(cmd, env, name=)`` -> ``Engine`` (a long-running
+engines      function: ``start(cmd, env, name=, stop_signal=)`` -> ``Engine`` (a long-running
              process in its own process group; every one still running is killed,
              group and all, at teardown).
 
@@ -18,9 +18,13 @@ engines      function: ``start(cmd, env, name=)`` -> ``Engine`` (a long-running
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import http.client
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,8 +80,11 @@ def engine_env(aws_env: dict[str, str], tmp_path: Path, role_arn: str) -> Engine
 class Engine:
     """A long-running process (a worker, a server) in its own process group."""
 
-    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path, name: str) -> None:
+    def __init__(
+        self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path, name: str, stop_signal: int
+    ) -> None:
         self.cmd = list(cmd)
+        self.stop_signal = stop_signal
         self.name = name
         self.log = cwd / f"{name}.log"
         with open(self.log, "wb") as out:
@@ -114,11 +121,10 @@ class Engine:
         self.stop()
         pytest.fail(f"{self.name}: {message}: {self.cmd!r}\n--- output ---\n{self.output()[-6000:]}")
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM to the group (engines shut their workers down), then SIGKILL."""
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """``stop_signal`` to the leader (engines stop their workers), then SIGKILL to the group."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -138,8 +144,10 @@ StartEngine = Callable[..., Engine]
 def engines(tmp_path: Path) -> Iterator[StartEngine]:
     started: list[Engine] = []
 
-    def start(cmd: Sequence[str], env: Mapping[str, str], name: str = "engine") -> Engine:
-        engine = Engine(cmd, env, tmp_path, name)
+    def start(
+        cmd: Sequence[str], env: Mapping[str, str], name: str = "engine", stop_signal: int = signal.SIGTERM
+    ) -> Engine:
+        engine = Engine(cmd, env, tmp_path, name, stop_signal)
         started.append(engine)
         return engine
 
@@ -214,3 +222,45 @@ def assert_signed_as_role(
         assert call["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID, call
         assert call["params"]["RoleArn"] == role_arn, call
         assert call["params"]["RoleSessionName"] == session_name, call
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def get_json_unix(socket_path: Path, target: str, timeout: float = 30.0) -> dict[str, Any]:
+    """GET ``target`` from an HTTP server on a unix socket (no TCP port to race for)."""
+    conn = _UnixHTTPConnection(str(socket_path), timeout)
+    try:
+        conn.request("GET", target)
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise AssertionError(f"GET {target} -> {response.status}: {body[:2000]}")
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
+def answers_from_workers(
+    server: Engine, socket_path: Path, workers: int, *, rounds: int = 10
+) -> list[dict[str, Any]]:
+    """Concurrent slow requests until ``workers`` different PIDs answered (bounded rounds)."""
+    server.wait_for(lambda: True if socket_path.exists() else None, "listening socket", 60)
+    answers: list[dict[str, Any]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * workers) as pool:
+        for _ in range(rounds):
+            futures = [pool.submit(get_json_unix, socket_path, "/?delay=0.3") for _ in range(2 * workers)]
+            answers.extend(f.result() for f in futures)
+            if len({a["pid"] for a in answers}) >= workers:
+                break
+    return answers

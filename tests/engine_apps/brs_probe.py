@@ -10,6 +10,7 @@ the credentials in use still had (a worker that failed to refresh has expired on
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -26,4 +27,12 @@ def whoami() -> dict[str, Any]:
         "arn": arn,
         "credentials": type(creds).__name__,
         "seconds_left": None if expiry is None else expiry.timestamp() - time.time(),
+        "refresher": _refresher_running(),
     }
+
+
+def _refresher_running() -> bool:
+    # After a fork that skipped Python's fork handlers, threading.enumerate() still lists
+    # the parent's threads: ask the kernel which threads this process really has.
+    tasks = {int(tid) for tid in os.listdir("/proc/self/task")}
+    return any(t.name.startswith("brs-refresh") and t.native_id in tasks for t in threading.enumerate())
