@@ -38,7 +38,7 @@ def _worker(engines: StartEngine, env: dict[str, str], folder: Path) -> Engine:
         [tool("brs-run"), tool("celery"), "-A", "celery_app", "worker", "--pool", "prefork",
          "--concurrency", str(CHILDREN), "-O", "fair", "--without-gossip", "--without-mingle",
          "--without-heartbeat", "--loglevel", "INFO"],
-        {**env, "BRS_TEST_CELERY_DIR": str(folder)},
+        {**env, "ENGINE_TEST_CELERY_DIR": str(folder)},
         name="celery",
         stop_signal=signal.SIGQUIT,  # cold shutdown: nothing to finish
     )

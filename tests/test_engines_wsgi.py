@@ -37,7 +37,7 @@ def test_gunicorn_workers_share_one_role_credential(
     env = engine_env(
         BRS_ROLE_SESSION_NAME="gunicorn",
         BRS_CACHE_DIR=str(tmp_path / "brs-cache"),
-        BRS_TEST_CALL_AT_IMPORT="1" if preload else "0",
+        ENGINE_TEST_CALL_AT_IMPORT="1" if preload else "0",
         BRS_DEFER_REFRESH="false",
     )
     cmd = [tool("brs-run"), tool("gunicorn"), "--workers", str(WORKERS), "--bind", f"unix:{sock}",
@@ -64,7 +64,7 @@ def test_uwsgi_workers_sign_as_role(
     makes uWSGI run the fork handlers.
     """
     sock = tmp_path / "uwsgi.sock"
-    env = engine_env(BRS_ROLE_SESSION_NAME="uwsgi", BRS_TEST_CALL_AT_IMPORT="1", BRS_DEFER_REFRESH="false")
+    env = engine_env(BRS_ROLE_SESSION_NAME="uwsgi", ENGINE_TEST_CALL_AT_IMPORT="1", BRS_DEFER_REFRESH="false")
     flags = {"lazy-apps": ["--lazy-apps"], "no-lazy-apps": [], "py-call-osafterfork": ["--py-call-osafterfork"]}
     cmd = [tool("brs-run"), tool("uwsgi"), "--http-socket", str(sock), "--master",
            "--processes", str(WORKERS), "--module", "wsgi_app:application", "--need-app",

@@ -1,6 +1,6 @@
 """A Celery app on kombu's filesystem transport (no broker to install) for the engine tests.
 
-The worker: ``celery -A celery_app worker`` with BRS_TEST_CELERY_DIR set; the test
+The worker: ``celery -A celery_app worker`` with ENGINE_TEST_CELERY_DIR set; the test
 sends tasks with ``make_app(same_dir)``.
 """
 
@@ -40,4 +40,4 @@ def make_app(folder: str) -> Celery:
     return app
 
 
-app = make_app(os.environ.get("BRS_TEST_CELERY_DIR", os.path.join(os.getcwd(), "celery-data")))
+app = make_app(os.environ.get("ENGINE_TEST_CELERY_DIR", os.path.join(os.getcwd(), "celery-data")))

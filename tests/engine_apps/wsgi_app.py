@@ -1,7 +1,7 @@
 """A WSGI app for the gunicorn and uWSGI tests: each request answers whoami() as JSON.
 
 ``?delay=S`` keeps the worker busy S seconds first, so concurrent requests spread over
-the workers. With BRS_TEST_CALL_AT_IMPORT=1 the module signs one call when it is
+the workers. With ENGINE_TEST_CALL_AT_IMPORT=1 the module signs one call when it is
 loaded, as apps that build their clients at import do: under gunicorn --preload (and
 uWSGI without --lazy-apps) that happens in the master, before the fork.
 """
@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from brs_probe import whoami
 
 LOADED_IN = os.getpid()
-AT_IMPORT = whoami() if os.environ.get("BRS_TEST_CALL_AT_IMPORT") == "1" else None
+AT_IMPORT = whoami() if os.environ.get("ENGINE_TEST_CALL_AT_IMPORT") == "1" else None
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
