@@ -125,10 +125,8 @@ class Engine:
         """``stop_signal`` to the leader (engines stop their workers), then SIGKILL to the group."""
         if self.proc.poll() is None:
             self.proc.send_signal(self.stop_signal)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Workers may outlive their master: kill whatever is left of the group.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)

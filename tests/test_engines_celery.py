@@ -35,9 +35,24 @@ CHILDREN = 2
 
 def _worker(engines: StartEngine, env: dict[str, str], folder: Path) -> Engine:
     worker = engines(
-        [tool("brs-run"), tool("celery"), "-A", "celery_app", "worker", "--pool", "prefork",
-         "--concurrency", str(CHILDREN), "-O", "fair", "--without-gossip", "--without-mingle",
-         "--without-heartbeat", "--loglevel", "INFO"],
+        [
+            tool("brs-run"),
+            tool("celery"),
+            "-A",
+            "celery_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(CHILDREN),
+            "-O",
+            "fair",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ],
         {**env, "ENGINE_TEST_CELERY_DIR": str(folder)},
         name="celery",
         stop_signal=signal.SIGQUIT,  # cold shutdown: nothing to finish

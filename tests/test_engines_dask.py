@@ -39,27 +39,49 @@ def _cluster(
     """Start a scheduler and ``worker_cmd`` (2 worker processes); whoami() on every worker."""
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = engines(
-        [tool("dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-         "--scheduler-file", str(scheduler_file)],
+        [
+            tool("dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
         env,
         name="scheduler",
     )
     scheduler.wait_for(lambda: True if scheduler_file.exists() else None, "scheduler file", 60)
     workers = engines(
-        [*worker_cmd, "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
-         "--nworkers", str(WORKERS), "--nthreads", "1", "--no-dashboard"],
+        [
+            *worker_cmd,
+            "--scheduler-file",
+            str(scheduler_file),
+            "--host",
+            "127.0.0.1",
+            "--nworkers",
+            str(WORKERS),
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+        ],
         env,
         name="workers",
     )
     with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
-        workers.wait_for(lambda: True if len(client.scheduler_info()["workers"]) >= WORKERS else None,
-                         f"{WORKERS} workers", 90)
+        workers.wait_for(
+            lambda: True if len(client.scheduler_info()["workers"]) >= WORKERS else None,
+            f"{WORKERS} workers",
+            90,
+        )
         return list(client.run(whoami).values())
 
 
 @pytest.mark.parametrize("recipe", ["preload", "brs-run"])
 def test_dask_workers_sign_as_role(
-    recipe: str, engines: StartEngine, engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
+    recipe: str, *, engines: StartEngine, engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
 ) -> None:
     session = f"dask-{recipe}"
     env = engine_env(BRS_ROLE_SESSION_NAME=session)
@@ -80,8 +102,9 @@ def test_dask_worker_without_recipe_signs_as_source(
     assert sts.count("sts:AssumeRole") == 0
 
 
-def test_dask_local_cluster_under_brs_run(engine_env: EngineEnv, sts: StsServer, role_arn: str,
-                                          tmp_path: Path) -> None:
+def test_dask_local_cluster_under_brs_run(
+    engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
+) -> None:
     """`brs-run python app.py` where app.py starts a LocalCluster: spawned workers are patched."""
     env = engine_env(BRS_ROLE_SESSION_NAME="dask-local")
     result = run_to_end([tool("brs-run"), sys.executable, str(APPS_DIR / "dask_local.py")], env, tmp_path)

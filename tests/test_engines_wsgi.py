@@ -25,23 +25,42 @@ pytestmark = pytest.mark.engines
 WORKERS = 2
 
 
-@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
+@pytest.mark.parametrize(
+    ("preload", "cache"),
+    [(False, True), (True, True), (True, False)],
+    ids=["plain", "preload", "preload-no-cache"],
+)
 def test_gunicorn_workers_share_one_role_credential(
-    preload: bool, engines: StartEngine, engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
+    preload: bool,
+    cache: bool,
+    *,
+    engines: StartEngine,
+    engine_env: EngineEnv,
+    sts: StsServer,
+    role_arn: str,
+    tmp_path: Path,
 ) -> None:
-    """`brs-run gunicorn [--preload] app` with BRS_CACHE_DIR: every worker signs as the role,
-    has its own background refresher (gunicorn forks with os.fork, so the fork handlers
-    restart it under --preload), and the workers share one AssumeRole (through the cache,
-    or inherited from the master that signed a call at import under --preload)."""
+    """`brs-run gunicorn [--preload] app`: every worker signs as the role and has its own
+    background refresher (gunicorn forks with os.fork, so the fork handlers restart it
+    under --preload); the workers share one AssumeRole, through BRS_CACHE_DIR or, under
+    --preload, inherited from the master that signed a call at import."""
     sock = tmp_path / "gunicorn.sock"
     env = engine_env(
         BRS_ROLE_SESSION_NAME="gunicorn",
-        BRS_CACHE_DIR=str(tmp_path / "brs-cache"),
+        BRS_CACHE_DIR=str(tmp_path / "brs-cache") if cache else None,
         ENGINE_TEST_CALL_AT_IMPORT="1" if preload else "0",
         BRS_DEFER_REFRESH="false",
     )
-    cmd = [tool("brs-run"), tool("gunicorn"), "--workers", str(WORKERS), "--bind", f"unix:{sock}",
-           *(["--preload"] if preload else []), "wsgi_app:application"]
+    cmd = [
+        tool("brs-run"),
+        tool("gunicorn"),
+        "--workers",
+        str(WORKERS),
+        "--bind",
+        f"unix:{sock}",
+        *(["--preload"] if preload else []),
+        "wsgi_app:application",
+    ]
     server = engines(cmd, env, name="gunicorn")
     answers = answers_from_workers(server, sock, WORKERS)
     assert_signed_as_role(sts, answers, role_arn, "gunicorn", min_workers=WORKERS)
@@ -53,7 +72,7 @@ def test_gunicorn_workers_share_one_role_credential(
 
 @pytest.mark.parametrize("mode", ["lazy-apps", "no-lazy-apps", "py-call-osafterfork"])
 def test_uwsgi_workers_sign_as_role(
-    mode: str, engines: StartEngine, engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
+    mode: str, *, engines: StartEngine, engine_env: EngineEnv, sts: StsServer, role_arn: str, tmp_path: Path
 ) -> None:
     """`brs-run uwsgi --lazy-apps`: each worker loads the app and has its own refresher.
 
@@ -65,10 +84,26 @@ def test_uwsgi_workers_sign_as_role(
     """
     sock = tmp_path / "uwsgi.sock"
     env = engine_env(BRS_ROLE_SESSION_NAME="uwsgi", ENGINE_TEST_CALL_AT_IMPORT="1", BRS_DEFER_REFRESH="false")
-    flags = {"lazy-apps": ["--lazy-apps"], "no-lazy-apps": [], "py-call-osafterfork": ["--py-call-osafterfork"]}
-    cmd = [tool("brs-run"), tool("uwsgi"), "--http-socket", str(sock), "--master",
-           "--processes", str(WORKERS), "--module", "wsgi_app:application", "--need-app",
-           "--die-on-term", "--disable-logging", *flags[mode]]
+    flags = {
+        "lazy-apps": ["--lazy-apps"],
+        "no-lazy-apps": [],
+        "py-call-osafterfork": ["--py-call-osafterfork"],
+    }
+    cmd = [
+        tool("brs-run"),
+        tool("uwsgi"),
+        "--http-socket",
+        str(sock),
+        "--master",
+        "--processes",
+        str(WORKERS),
+        "--module",
+        "wsgi_app:application",
+        "--need-app",
+        "--die-on-term",
+        "--disable-logging",
+        *flags[mode],
+    ]
     server = engines(cmd, env, name="uwsgi", stop_signal=signal.SIGINT)
     answers = answers_from_workers(server, sock, WORKERS)
     assert_signed_as_role(sts, answers, role_arn, "uwsgi", min_workers=WORKERS)

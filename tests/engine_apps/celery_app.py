@@ -32,12 +32,13 @@ def make_app(folder: str) -> Celery:
         task_acks_late=True,
     )
 
-    @app.task(name="brs.whoami")
-    def whoami_task(delay: float = 0.0) -> dict[str, Any]:
-        time.sleep(delay)  # keeps this child busy so the next task goes to the other one
-        return whoami()
-
+    app.task(name="brs.whoami")(_whoami_task)
     return app
+
+
+def _whoami_task(delay: float = 0.0) -> dict[str, Any]:
+    time.sleep(delay)  # keeps this child busy so the next task goes to the other one
+    return whoami()
 
 
 app = make_app(os.environ.get("ENGINE_TEST_CELERY_DIR", os.path.join(os.getcwd(), "celery-data")))
