@@ -17,7 +17,7 @@ from celery import Celery
 
 def make_app(folder: str) -> Celery:
     base = Path(folder)
-    for sub in ("queue", "processed", "results"):
+    for sub in ("queue", "processed", "results", "control"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     app = Celery("celery_app", broker="filesystem://", backend=f"file://{base / 'results'}")
     app.conf.update(
@@ -25,6 +25,7 @@ def make_app(folder: str) -> Celery:
             "data_folder_in": str(base / "queue"),
             "data_folder_out": str(base / "queue"),
             "processed_folder": str(base / "processed"),
+            "control_folder": str(base / "control"),  # default: ./control in the cwd
         },
         broker_connection_retry_on_startup=True,
         worker_enable_remote_control=False,  # no pidbox fanout over files
@@ -41,4 +42,6 @@ def _whoami_task(delay: float = 0.0) -> dict[str, Any]:
     return whoami()
 
 
-app = make_app(os.environ.get("ENGINE_TEST_CELERY_DIR", os.path.join(os.getcwd(), "celery-data")))
+# `celery -A celery_app worker` looks for `app`; the test process imports only make_app.
+if "ENGINE_TEST_CELERY_DIR" in os.environ:
+    app = make_app(os.environ["ENGINE_TEST_CELERY_DIR"])
