@@ -8,9 +8,8 @@ engine_env   function: the environment of an engine process, built from scratch 
              ``run_python``'s: fake source credentials pointed at the local STS,
              HOME = empty temp dir, this venv's bin first on PATH (``brs-run``,
              ``dask``, ``celery``...), tests/engine_apps on PYTHONPATH, BRS_ROLE_ARN.
-engines      function: ``start(cmd, env, name=, stop_signal=)`` -> ``Engine`` (a long-running
-             process in its own process group; every one still running is killed,
-             group and all, at teardown).
+engines      function: ``start(cmd, env, name=)`` -> ``Engine`` (a long-running
+             process in its own process group; each group is killed at teardown).
 
 ``run_to_end`` runs a command to completion (driver scripts) with the same care.
 ``assert_signed_as_role`` checks worker answers against the STS server's records.
@@ -80,11 +79,8 @@ def engine_env(aws_env: dict[str, str], tmp_path: Path, role_arn: str) -> Engine
 class Engine:
     """A long-running process (a worker, a server) in its own process group."""
 
-    def __init__(
-        self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path, name: str, stop_signal: int
-    ) -> None:
+    def __init__(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path, name: str) -> None:
         self.cmd = list(cmd)
-        self.stop_signal = stop_signal
         self.name = name
         self.log = cwd / f"{name}.log"
         with open(self.log, "wb") as out:
@@ -121,13 +117,9 @@ class Engine:
         self.stop()
         pytest.fail(f"{self.name}: {message}: {self.cmd!r}\n--- output ---\n{self.output()[-6000:]}")
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """``stop_signal`` to the leader (engines stop their workers), then SIGKILL to the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(self.stop_signal)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
-        # Workers may outlive their master: kill whatever is left of the group.
+    def stop(self) -> int | None:
+        """SIGKILL the whole group: the tests need no graceful shutdown, and workers may
+        outlive their master (a graceful stop costs 3-5 s per engine)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -142,10 +134,8 @@ StartEngine = Callable[..., Engine]
 def engines(tmp_path: Path) -> Iterator[StartEngine]:
     started: list[Engine] = []
 
-    def start(
-        cmd: Sequence[str], env: Mapping[str, str], name: str = "engine", stop_signal: int = signal.SIGTERM
-    ) -> Engine:
-        engine = Engine(cmd, env, tmp_path, name, stop_signal)
+    def start(cmd: Sequence[str], env: Mapping[str, str], name: str = "engine") -> Engine:
+        engine = Engine(cmd, env, tmp_path, name)
         started.append(engine)
         return engine
 
@@ -170,11 +160,16 @@ def run_to_end(
     )
     try:
         out, err = proc.communicate(timeout=timeout)
-    except BaseException:
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=10)
         pytest.fail(f"timed out after {timeout:.0f} s: {cmd!r}\n--- stdout ---\n{out}\n--- stderr ---\n{err}")
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        raise
     # A driver's exit leaves no engine behind (Ray's raylet, Dask's nanny...).
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -55,7 +54,6 @@ def _worker(engines: StartEngine, env: dict[str, str], folder: Path) -> Engine:
         ],
         {**env, "ENGINE_TEST_CELERY_DIR": str(folder)},
         name="celery",
-        stop_signal=signal.SIGQUIT,  # cold shutdown: nothing to finish
     )
     worker.wait_output("ready.", timeout=60)
     return worker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
@@ -104,7 +103,7 @@ def test_uwsgi_workers_sign_as_role(
         "--disable-logging",
         *flags[mode],
     ]
-    server = engines(cmd, env, name="uwsgi", stop_signal=signal.SIGINT)
+    server = engines(cmd, env, name="uwsgi")
     answers = answers_from_workers(server, sock, WORKERS)
     assert_signed_as_role(sts, answers, role_arn, "uwsgi", min_workers=WORKERS)
     lazy = mode == "lazy-apps"
