@@ -43,13 +43,15 @@ def _ray_env(engine_env: EngineEnv, ray_tmp: str, **overrides: str | None) -> di
     )
 
 
+@pytest.mark.parametrize("hook", ["hook", "hook-callable"])
 def test_ray_worker_process_setup_hook(
-    engine_env: EngineEnv, ray_tmp: str, sts: StsServer, role_arn: str, tmp_path: Path
+    hook: str, *, engine_env: EngineEnv, ray_tmp: str, sts: StsServer, role_arn: str, tmp_path: Path
 ) -> None:
-    """A driver not under brs-run, and without BRS_* itself: the runtime_env carries them."""
+    """A driver not under brs-run, and without BRS_* itself: the runtime_env carries them.
+    Ray takes the hook as "brs_autopatch.install" or as the function."""
     env_vars = {"BRS_ROLE_ARN": role_arn, "BRS_ROLE_SESSION_NAME": "ray-hook"}
     env = _ray_env(engine_env, ray_tmp, BRS_ROLE_ARN=None, ENGINE_TEST_RAY_ENV_VARS=json.dumps(env_vars))
-    result = run_to_end([sys.executable, DRIVER, "hook"], env, tmp_path, timeout=180)
+    result = run_to_end([sys.executable, DRIVER, hook], env, tmp_path, timeout=180)
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     assert_signed_as_role(sts, answers, role_arn, "ray-hook", min_workers=2)
 

@@ -1,7 +1,8 @@
 """A Ray driver for the engine tests; prints the whoami() of two actor worker processes.
 
 ``python ray_driver.py hook``: the README's recipe for a driver that is not under brs-run
-(``worker_process_setup_hook`` plus the BRS_* variables in ``env_vars``).
+(``worker_process_setup_hook`` plus the BRS_* variables in ``env_vars``); ``hook-callable``
+gives the hook as the function instead of its name.
 ``brs-run python ray_driver.py plain``: the driver starts the local cluster, whose
 workers inherit brs-run's environment.
 """
@@ -25,9 +26,14 @@ class Probe:
 
 def main(mode: str) -> None:
     runtime_env: dict[str, Any] = {}
-    if mode == "hook":
+    if mode in ("hook", "hook-callable"):
+        hook: Any = "brs_autopatch.install"
+        if mode == "hook-callable":  # the function itself: Ray pickles it (by reference)
+            import brs_autopatch
+
+            hook = brs_autopatch.install
         runtime_env = {
-            "worker_process_setup_hook": "brs_autopatch.install",
+            "worker_process_setup_hook": hook,
             # e.g. {"BRS_ROLE_ARN": "arn:aws:iam::123456789012:role/app", ...}
             "env_vars": json.loads(os.environ["ENGINE_TEST_RAY_ENV_VARS"]),
         }
