@@ -1,7 +1,7 @@
 """PySpark (local mode, a real JVM and Python workers) signs as the role.
 
-Opt-in: scripts/test-engines installs pyspark (~520 MB) and runs these only with
-BRS_ENGINES_SPARK=1, and they need a Java runtime (``java`` on PATH).
+scripts/test-engines installs pyspark (~520 MB) and runs these when ``java`` is on PATH
+(BRS_ENGINES_SPARK=0 turns them off, =1 on).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pyspark", reason="Spark tests: BRS_ENGINES_SPARK=1 scripts/test-engines")
+pytest.importorskip("pyspark", reason="Spark tests run in scripts/test-engines")
 if shutil.which("java") is None:
     pytest.skip("Spark tests need a Java runtime (java on PATH)", allow_module_level=True)
 pytest.register_assert_rewrite("engine_fixtures")
