@@ -114,4 +114,8 @@ class RoleFirstResolver(CredentialResolver):
 
 def patch_session(session: botocore.session.Session, state: PatchState) -> None:
     """The botocore initializer: runs at the end of every Session.__init__."""
+    from . import aio  # async sessions (aiobotocore) and unknown subclasses live there
+
+    if aio.patch_session(session, state):
+        return
     session.register_component("credential_provider", RoleFirstResolver(session, state))
