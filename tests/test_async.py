@@ -19,7 +19,11 @@ from typing import Any
 
 import pytest
 from conftest import RunPython
+from hypothesis import given
+from hypothesis import strategies as st
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
+
+from brs_autopatch import check
 
 ROLE = make_role_arn("async-role")
 SESSION = "async"
@@ -70,6 +74,24 @@ SHARED = """
 from brs_autopatch import patch, providers
 shared = providers.shared_credentials(patch.current())
 """
+
+
+# -- the tested range brs-run --check reports ----------------------------------------------------
+
+
+@given(st.integers(0, 3000), st.integers(0, 200), st.integers(0, 200))
+def test_check_says_tested_only_inside_the_tested_range(major: int, minor: int, patch: int) -> None:
+    for name, (low, high) in check.TESTED.items():
+        verdict = check.tested(name, f"{major}.{minor}.{patch}")
+        assert (verdict == "tested") == (low <= (major, minor) <= high), (name, verdict)
+        assert verdict == "tested" or "tested" not in verdict
+
+
+def test_tested_range_examples() -> None:
+    assert check.tested("botocore", "1.34.0") == check.tested("botocore", "1.44.8") == "tested"
+    assert check.tested("botocore", "1.45.0") == "outside CI's range 1.34-1.44"
+    assert check.tested("aiobotocore", "2.25.1") == check.tested("aiobotocore", "3.10.0") == "tested"
+    assert check.tested("aiobotocore", "2.24.0") == "outside CI's range 2.25-3.10"
 
 
 # -- which sessions are understood (pure logic) ---------------------------------------------------
@@ -461,25 +483,36 @@ def test_loops_in_threads_unpatch_and_fork(sts: StsServer, run_python: RunPython
 
 
 @needs("aiobotocore", "anyio", "httpx")
-def test_anyio_httpx_sessions(sts: StsServer, run_python: RunPython) -> None:
+def test_anyio_httpx_sessions_refresh_in_anyio_worker_threads(sts: StsServer, run_python: RunPython) -> None:
     code = """
-        import json, anyio, aiobotocore.session
+        import json, anyio, anyio.to_thread, aiobotocore.session
         from aiobotocore.config import AioConfig
         from aiobotocore.httpxsession import HttpxSession
+        hops = []
+        run_sync = anyio.to_thread.run_sync
+        async def counting(*args, **kwargs):
+            hops.append([getattr(arg, "__name__", "") for arg in args])
+            return await run_sync(*args, **kwargs)
+        anyio.to_thread.run_sync = counting
         async def main():
             session = aiobotocore.session.get_session()
-            config = AioConfig(http_session_cls=HttpxSession)
-            async with session.create_client("sts", config=config) as sts:
+            session.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
+            async with session.create_client("sts") as sts:
                 results = []
+                async def one():
+                    results.append((await sts.get_caller_identity())["Arn"])
                 async with anyio.create_task_group() as group:
-                    async def one():
-                        results.append((await sts.get_caller_identity())["Arn"])
                     for _ in range(20):
                         group.start_soon(one)
                 return sorted(set(results))
-        print(json.dumps(anyio.run(main)))
+        arns = anyio.run(main)
+        ours = [names for names in hops if "get_frozen_credentials" in names]
+        print(json.dumps({"arns": arns, "hops": len(ours)}))
     """
-    assert run(run_python, code) == [ASSUMED]
+    found = run(run_python, code)
+    assert found["arns"] == [ASSUMED]
+    # The first fetch ran in one anyio worker thread, shared by the 20 tasks.
+    assert found["hops"] == 1
     assert sts.count("sts:AssumeRole") == 1
 
 
