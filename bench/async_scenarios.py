@@ -153,7 +153,9 @@ def _run_child(scenario: str, candidate: str, amount: float, server: StsServer) 
             BRS_DEFER_REFRESH="false" if "defer=False" in candidate else "true",
         )
     command = [sys.executable, "-m", "bench.async_scenarios", "--child", scenario, candidate, str(amount)]
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{candidate} {scenario} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
