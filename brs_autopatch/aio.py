@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.credentials import Credentials
 
-from .aio_credentials import AioRoleCredentials
 from .credentials import RoleCredentials
 from .providers import RoleFirstResolver
 
@@ -154,6 +153,9 @@ class AsyncRoleFirstResolver(RoleFirstResolver):
 
     def _view(self, credentials: Credentials | Any) -> Any:
         if isinstance(credentials, RoleCredentials):
+            # Imported here: it imports asyncio, which a sync-only process never needs.
+            from .aio_credentials import AioRoleCredentials
+
             return AioRoleCredentials(credentials, use_anyio=_uses_anyio(self._session))
         return credentials
 

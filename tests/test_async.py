@@ -520,7 +520,7 @@ def test_async_session_support_imports_no_aiobotocore(run_python: RunPython) -> 
     run_python(
         "import brs_autopatch, boto3, sys\n"
         "boto3.client('sts').get_caller_identity()\n"
-        "assert not [m for m in sys.modules if m.startswith(('aiobotocore', 'anyio'))]\n",
+        "assert not [m for m in sys.modules if m.startswith(('aiobotocore', 'anyio', 'asyncio'))]\n",
         env=ENV,
         check=True,
     )
