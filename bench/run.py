@@ -260,5 +260,8 @@ def _write_markdown(path: Path, tables: dict[str, Table], targets: Table, total:
         if key in tables:
             lines += [tables[key].markdown(), ""]
     lines += [targets.markdown(), ""]
+    from .async_scenarios import kept_section  # measured in another venv: keep it
+
+    lines += [kept_section(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
