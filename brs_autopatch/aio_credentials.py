@@ -225,7 +225,9 @@ class AioRoleCredentials:
         return await self._hub.refresh(self._use_anyio)
 
     async def get_account_id(self) -> str | None:
-        return (await self.get_frozen_credentials()).account_id
+        # getattr: ReadOnlyCredentials has no account_id before botocore 1.35.
+        account: str | None = getattr(await self.get_frozen_credentials(), "account_id", None)
+        return account
 
     async def get_access_key(self) -> str | None:
         return (await self.get_frozen_credentials()).access_key
@@ -236,8 +238,9 @@ class AioRoleCredentials:
     async def get_token(self) -> str | None:
         return (await self.get_frozen_credentials()).token
 
-    # Sync accessors, for code written against botocore's Credentials. They never
-    # block: the credentials held now (aiobotocore's own raise NotImplementedError).
+    # Sync accessors, for code written against botocore's Credentials: the credentials
+    # held now, without waiting for a refresh (aiobotocore's own raise NotImplementedError);
+    # only credentials never fetched are fetched here, as botocore's would be.
     def _held(self) -> ReadOnlyCredentials:
         held = self._hub.current()
         if held is None:
@@ -258,7 +261,8 @@ class AioRoleCredentials:
 
     @property
     def account_id(self) -> str | None:
-        return self._held().account_id
+        account: str | None = getattr(self._held(), "account_id", None)
+        return account
 
     def get_deferred_property(self, property_name: str) -> Callable[[], Any]:
         def get_property() -> Any:
