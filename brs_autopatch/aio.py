@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.credentials import Credentials
@@ -36,8 +37,9 @@ Kind = Literal["sync", "async", "unknown"]
 # Methods whose flavour (plain or coroutine) tells the credential protocol of a class.
 _PROTOCOL_METHODS = ("get_credentials", "create_client", "get_service_model")
 
-_kinds: dict[type, Kind] = {}
-_warned: set[type] = set()
+# Weak: a class made at run time (a test's throw-away subclass) is not kept alive.
+_kinds: weakref.WeakKeyDictionary[type, Kind] = weakref.WeakKeyDictionary()
+_warned: weakref.WeakSet[type] = weakref.WeakSet()
 _lock = threading.Lock()
 
 
