@@ -286,11 +286,18 @@ def test_twelve_second_credentials_keep_working_on_fresh_keys(sts: StsServer, ru
         SHARED
         + """
 import asyncio, importlib.util, json, time, boto3, aiobotocore.session
-WITH_S3FS = importlib.util.find_spec("s3fs") is not None
+found = lambda name: importlib.util.find_spec(name) is not None
+WITH_S3FS, WITH_PANDAS, WITH_AIOBOTO3 = found("s3fs"), found("pandas"), found("aioboto3")
+boto3.client("s3").create_bucket(Bucket="refresh-bucket")
 if WITH_S3FS:
     import s3fs
-    boto3.client("s3").create_bucket(Bucket="refresh-bucket")
     fs = s3fs.S3FileSystem()
+    fs.pipe("refresh-bucket/a.csv", b"x\\n1\\n")
+if WITH_PANDAS:
+    import pandas
+if WITH_AIOBOTO3:
+    import aioboto3
+    aio3_session = aioboto3.Session()
 async def main():
     session = aiobotocore.session.get_session()
     errors, deadline = 0, time.monotonic() + 30
@@ -298,10 +305,15 @@ async def main():
         while shared.stats.fetches < 3 and time.monotonic() < deadline:  # two refreshes
             try:
                 await sts.get_caller_identity()
+                if WITH_S3FS:
+                    fs.pipe("refresh-bucket/k", b"x")
+                if WITH_PANDAS:
+                    assert pandas.read_csv("s3://refresh-bucket/a.csv").x.sum() == 1
+                if WITH_AIOBOTO3:
+                    async with aio3_session.client("s3") as s3:
+                        await s3.put_object(Bucket="refresh-bucket", Key="aioboto3", Body=b"x")
             except Exception:
                 errors += 1
-            if WITH_S3FS:
-                fs.pipe("refresh-bucket/k", b"x")
             await asyncio.sleep(0.2)
         await sts.get_caller_identity()  # on the third key
     return {"errors": errors, "fetches": shared.stats.fetches}
@@ -315,7 +327,8 @@ print(json.dumps(asyncio.run(main())))
     assert FAKE_SOURCE_ACCESS_KEY_ID not in used
     assert len(set(used)) == 3  # signed with fresh keys after each refresh
     assert sts.count("sts:AssumeRole") == len(set(used))  # one AssumeRole per key, no more
-    if with_s3fs:
+    if with_s3fs or importlib.util.find_spec("aioboto3") is not None:
+        # s3fs and aioboto3 signed with the refreshed keys too (the same shared credentials)
         assert len({c["access_key_id"] for c in sts.calls("s3:PUT")}) >= 2
 
 
