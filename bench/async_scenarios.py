@@ -169,7 +169,7 @@ def _run_child(scenario: str, candidate: str, amount: float, server: StsServer) 
     return result
 
 
-def run(quick: bool = False) -> list[Table]:
+def run(quick: bool = False, only: tuple[str, ...] = ("calls", "latency", "cost")) -> list[Table]:
     calls = 200 if quick else 2000
     anchor_calls = 100 if quick else 300
     seconds = 6.0 if quick else 10.0
@@ -181,47 +181,60 @@ def run(quick: bool = False) -> list[Table]:
         os.environ.pop("AWS_SECRET_ACCESS_KEY", None)
         os.environ["AWS_PROFILE"] = "bench-source"
 
-        table = Table("async_calls", "AssumeRole calls for sequential aiobotocore calls, 900 s credentials",
-                      ["candidate", "calls", "AssumeRole calls", "per call", "wall time per call"])
-        for candidate in CANDIDATES[:3]:
-            server.reset(moto=True)
-            # The anchors make one AssumeRole per call (900 s is inside botocore's 10-minute
-            # mandatory window): fewer calls show that without an hour on a shared machine.
-            count = calls if candidate.startswith("brs_autopatch") else anchor_calls
-            result = _run_child("calls", candidate, count, server)
-            table.add(candidate, count, result["assume_role"], f"{result['assume_role'] / count:.3f}",
-                      f"{result['seconds'] / count * 1000:.1f} ms")
-            table.data[candidate] = {**result, "calls": count}
-        tables.append(table)
-
-        table = Table("async_latency", f"across refreshes of {LATENCY_LIFETIME}-second credentials, "
-                      f"STS slowed to {STS_DELAY:.0f} s ({seconds:.0f} s of calls every 10 ms)",
-                      ["candidate", "worst call", "worst event-loop lag", "calls made", "AssumeRole"])
-        for candidate in ("static AioCredentials", *CANDIDATES):
-            server.reset(moto=True)
-            server.set_duration_override(LATENCY_LIFETIME)
-            server.fault("AssumeRole", "delay", delay_seconds=STS_DELAY)
-            result = _run_child("latency", candidate, seconds, server)
-            table.add(candidate, f"{result['worst_call_ms']:.0f} ms", f"{result['worst_lag_ms']:.1f} ms",
-                      result["calls"], result["assume_role"])
-            table.data[candidate] = result
-        table.notes.append("event-loop lag: the worst overshoot of a 1 ms asyncio.sleep ticker, started "
-                           "after the first call; static AioCredentials (no refresh at all) shows "
-                           "what the machine itself adds")
-        tables.append(table)
-
-        table = Table("async_cost", "per-request credential cost: await get_frozen_credentials()",
-                      ["candidate", "ns per call", "vs static AioCredentials"])
-        server.reset(moto=True)
-        static = _run_child("cost", "static", rounds, server)["ns"]
-        table.add("static AioCredentials", f"{static:.0f}", "1.0x")
-        for candidate in CANDIDATES[:3]:
-            server.reset(moto=True)
-            ns = _run_child("cost", candidate, rounds, server)["ns"]
-            table.add(candidate, f"{ns:.0f}", f"{ns / static:.1f}x")
-            table.data[candidate] = ns
-        tables.append(table)
+        if "calls" in only:
+            tables.append(_calls_table(server, calls, anchor_calls))
+        if "latency" in only:
+            tables.append(_latency_table(server, seconds))
+        if "cost" in only:
+            tables.append(_cost_table(server, rounds))
     return tables
+
+
+def _calls_table(server: StsServer, calls: int, anchor_calls: int) -> Table:
+    table = Table("async_calls", "AssumeRole calls for sequential aiobotocore calls, 900 s credentials",
+                  ["candidate", "calls", "AssumeRole calls", "per call", "wall time per call"])
+    for candidate in CANDIDATES[:3]:
+        server.reset(moto=True)
+        # The anchors make one AssumeRole per call (900 s is inside botocore's 10-minute
+        # mandatory window): fewer calls show that without an hour on a shared machine.
+        count = calls if candidate.startswith("brs_autopatch") else anchor_calls
+        result = _run_child("calls", candidate, count, server)
+        table.add(candidate, count, result["assume_role"], f"{result['assume_role'] / count:.3f}",
+                  f"{result['seconds'] / count * 1000:.1f} ms")
+        table.data[candidate] = {**result, "calls": count}
+    return table
+
+
+def _latency_table(server: StsServer, seconds: float) -> Table:
+    table = Table("async_latency", f"across refreshes of {LATENCY_LIFETIME}-second credentials, "
+                  f"STS slowed to {STS_DELAY:.0f} s ({seconds:.0f} s of calls every 10 ms)",
+                  ["candidate", "worst call", "worst event-loop lag", "calls made", "AssumeRole"])
+    for candidate in ("static AioCredentials", *CANDIDATES):
+        server.reset(moto=True)
+        server.set_duration_override(LATENCY_LIFETIME)
+        server.fault("AssumeRole", "delay", delay_seconds=STS_DELAY)
+        result = _run_child("latency", candidate, seconds, server)
+        table.add(candidate, f"{result['worst_call_ms']:.0f} ms", f"{result['worst_lag_ms']:.1f} ms",
+                  result["calls"], result["assume_role"])
+        table.data[candidate] = result
+    table.notes.append("event-loop lag: the worst overshoot of a 1 ms asyncio.sleep ticker, started "
+                       "after the first call; static AioCredentials (no refresh at all) shows "
+                       "what the machine itself adds")
+    return table
+
+
+def _cost_table(server: StsServer, rounds: int) -> Table:
+    table = Table("async_cost", "per-request credential cost: await get_frozen_credentials()",
+                  ["candidate", "ns per call", "vs static AioCredentials"])
+    server.reset(moto=True)
+    static = _run_child("cost", "static", rounds, server)["ns"]
+    table.add("static AioCredentials", f"{static:.0f}", "1.0x")
+    for candidate in CANDIDATES[:3]:
+        server.reset(moto=True)
+        ns = _run_child("cost", candidate, rounds, server)["ns"]
+        table.add(candidate, f"{ns:.0f}", f"{ns / static:.1f}x")
+        table.data[candidate] = ns
+    return table
 
 
 BEGIN, END = "<!-- async-scenarios:begin -->", "<!-- async-scenarios:end -->"
@@ -261,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.async_scenarios", description=__doc__)
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "CANDIDATE", "AMOUNT"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="small numbers (~1 min)")
+    parser.add_argument("--quick", action="store_true", help="small numbers (~3 min)")
+    parser.add_argument("--only", default="calls,latency,cost", help="scenarios, comma-separated")
     parser.add_argument("--markdown", type=Path, help="also write the tables as Markdown to this file")
     parser.add_argument("--write-docs", action="store_true",
                         help="put the tables into docs/bench.md (section 'Async stacks')")
@@ -269,9 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child[0], args.child[1], float(args.child[2]))
         return 0
+    if args.write_docs and set(args.only.split(",")) != {"calls", "latency", "cost"}:
+        parser.error("--write-docs needs every scenario (no --only)")
     started = time.perf_counter()
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), flush=True)
-    tables = run(quick=args.quick)
+    tables = run(quick=args.quick, only=tuple(args.only.split(",")))
     for table in tables:
         print("\n" + table.text(), flush=True)
     total = time.perf_counter() - started
