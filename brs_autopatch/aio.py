@@ -82,12 +82,13 @@ def patch_session(session: botocore.session.Session, state: PatchState) -> bool:
         first = cls not in _warned
         _warned.add(cls)
     if first:
+        coroutines = [n for n in _PROTOCOL_METHODS if inspect.iscoroutinefunction(getattr(cls, n, None))]
         logger.warning(
             "brs_autopatch leaves sessions of class %s.%s to botocore: its credential protocol "
-            "(coroutine %s) is not one brs_autopatch knows",
+            "(%s) is not one brs_autopatch knows",
             cls.__module__,
             cls.__qualname__,
-            ", ".join(n for n in _PROTOCOL_METHODS if inspect.iscoroutinefunction(getattr(cls, n, None))),
+            f"coroutine {', '.join(coroutines)}" if coroutines else "aiobotocore's, plain get_credentials",
         )
     return True
 
