@@ -48,6 +48,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-lifetimes", default="3600",
                         help="lifetimes for e, comma-separated (default 3600)")
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    parser.add_argument("--async", dest="async_", action="store_true",
+                        help="only the async scenarios (bench/async_scenarios.py, bench-async extra)")
     parser.add_argument("--write-docs", action="store_true",
                         help="write docs/bench.md and docs/bench.png (needs all scenarios)")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "latest.json",
@@ -57,6 +59,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.async_:  # their own venv: aiobotocore pins botocore (see bench/async_scenarios.py)
+        from . import async_scenarios
+
+        return async_scenarios.main(["--quick"] if args.quick else [])
     chosen = [s for s in SCENARIOS if getattr(args, s)] or list(SCENARIOS)
     cands = select(args.candidates)
     opts = scenarios.Options(calls=args.calls, workers=max(1, args.workers))
@@ -266,5 +272,8 @@ def _write_markdown(path: Path, tables: dict[str, Table], targets: Table, total:
         if key in tables:
             lines += [tables[key].markdown(), ""]
     lines += [targets.markdown(), ""]
+    from .async_scenarios import kept_section  # measured in another venv: keep it
+
+    lines += [kept_section(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

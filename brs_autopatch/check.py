@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 MIN_VERSION = (1, 34)
+# The (major, minor) ranges scripts/test-matrix and the main venv test; keep in step
+# with pyproject.toml and the README. Inside: "tested"; newer: supported, not tested.
+TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "boto3": ((1, 34), (1, 44)),
+    "botocore": ((1, 34), (1, 44)),
+    "aiobotocore": ((2, 25), (3, 10)),
+    "aioboto3": ((15, 5), (15, 5)),
+    "s3fs": ((2026, 9), (2026, 9)),
+}
 PROG = "brs-run --check"
 
 
@@ -242,6 +251,14 @@ def _quiet_logs(level: str | None) -> None:
         logger.addHandler(logging.NullHandler())
 
 
+def tested(name: str, found: str) -> str:
+    """``"tested"`` inside the TESTED range of ``name``, else ``"outside CI's range A-B"``."""
+    low, high = TESTED[name]
+    if low <= parse_version(found)[:2] <= high:
+        return "tested"
+    return f"outside CI's range {'.'.join(map(str, low))}-{'.'.join(map(str, high))}"
+
+
 def _check_libraries(report: Report) -> None:
     wanted = ".".join(map(str, MIN_VERSION))
     problems: list[str] = []
@@ -253,10 +270,14 @@ def _check_libraries(report: Report) -> None:
                 problems.append("botocore is not installed")
             continue
         supported = parse_version(found)[:2] >= MIN_VERSION
-        verdict = "supported" if supported else f"NOT supported: needs >= {wanted}"
+        verdict = f"supported, {tested(name, found)}" if supported else f"NOT supported: needs >= {wanted}"
         report.line(name, f"{found} ({verdict})")
         if not supported:
             problems.append(f"{name} {found} is too old: brs_autopatch needs >= {wanted}")
+    for name in ("aiobotocore", "aioboto3", "s3fs"):  # the async stack, when installed
+        found = library_version(name)
+        if found is not None:
+            report.line(name, f"{found} ({tested(name, found)})")
     if problems:
         raise CheckFailed("; ".join(problems))
 

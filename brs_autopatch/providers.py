@@ -103,6 +103,10 @@ class RoleFirstResolver(CredentialResolver):
 
 def patch_session(session: botocore.session.Session, state: Installation) -> None:
     """The botocore initializer: runs at the end of every Session.__init__."""
+    from . import aio  # async sessions (aiobotocore) and unknown subclasses live there
+
+    if aio.patch_session(session, state):
+        return
     session.register_component("credential_provider", RoleFirstResolver(session, state))
     if state.settings.adopt_own_keys:
         from . import adopt

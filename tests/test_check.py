@@ -47,8 +47,8 @@ def test_check_assumes_the_role_once_and_reports_without_secrets(
     assert report["caller identity"] == ASSUMED
     assert report["account"] == "123456789012"
     assert report["source credentials"] == f"env (...{FAKE_SOURCE_ACCESS_KEY_ID[-4:]})"
-    assert report["boto3"].endswith("(supported)")
-    assert report["botocore"].endswith("(supported)")
+    assert report["boto3"].endswith("(supported, tested)")
+    assert report["botocore"].endswith("(supported, tested)")
     assert "advisory 900 s, mandatory 60 s" in report["refresh windows"]
     assert report["expires"].endswith("(in 59 min 59 s)") or "(in 1 h 00 min)" in report["expires"]
     assert report["result"] == "OK"
