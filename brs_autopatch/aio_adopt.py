@@ -1,4 +1,8 @@
-"""Placeholder until the async stack lands: async signers are not adopted yet."""
+"""Adopting our own keys in async clients (aiobotocore, s3fs ``key=/secret=/token=``).
+
+An async signer awaits ``get_frozen_credentials()``: it gets the awaitable view of the
+refreshing credentials (:class:`~brs_autopatch.aio_credentials.AioRoleCredentials`).
+"""
 
 from __future__ import annotations
 
@@ -6,4 +10,7 @@ from typing import Any
 
 
 def async_view(credentials: Any) -> Any:
-    return None
+    """The awaitable view of ``credentials`` (a RoleCredentials) for an aiobotocore signer."""
+    from .aio_credentials import AioRoleCredentials
+
+    return AioRoleCredentials(credentials)

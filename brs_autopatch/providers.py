@@ -105,10 +105,9 @@ def patch_session(session: botocore.session.Session, state: Installation) -> Non
     """The botocore initializer: runs at the end of every Session.__init__."""
     from . import aio  # async sessions (aiobotocore) and unknown subclasses live there
 
-    if aio.patch_session(session, state):
-        return
-    session.register_component("credential_provider", RoleFirstResolver(session, state))
-    if state.settings.adopt_own_keys:
+    if not aio.patch_session(session, state):
+        session.register_component("credential_provider", RoleFirstResolver(session, state))
+    if state.settings.adopt_own_keys and aio.session_kind(type(session)) != "unknown":
         from . import adopt
 
         session.register(adopt.EVENT, adopt.before_sign, unique_id="brs-autopatch-adopt")

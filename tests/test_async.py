@@ -542,3 +542,43 @@ def test_async_session_support_imports_no_aiobotocore(run_python: RunPython) -> 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+COPIED_KEYS = """
+import json, sys, time, boto3, s3fs
+frozen = boto3.Session().get_credentials().get_frozen_credentials()
+boto3.client("s3").create_bucket(Bucket="copied-bucket")
+# What libraries do with key=/secret=/token=: a frozen copy, passed as explicit keys.
+fs = s3fs.S3FileSystem(key=frozen.access_key, secret=frozen.secret_key, token=frozen.token)
+deadline, rounds = time.monotonic() + float(sys.argv[1]), 0
+while time.monotonic() < deadline and rounds < 200:
+    fs.pipe(f"copied-bucket/{rounds}", b"x")
+    fs.invalidate_cache()
+    rounds += 1
+    time.sleep(0.25)
+print(json.dumps({"copied": frozen.access_key, "rounds": rounds}))
+"""
+
+
+@needs("s3fs")
+@pytest.mark.parametrize("adopt", ["true", "false"])
+def test_s3fs_given_a_frozen_copy_keeps_refreshing(sts: StsServer, run_python: RunPython, adopt: str) -> None:
+    sts.set_duration_override(12)
+    seconds = "30" if adopt == "true" else "3"
+    result = run_python(
+        "import brs_autopatch\n" + COPIED_KEYS,
+        args=[seconds],
+        env={**ENV, "BRS_ADOPT_OWN_KEYS": adopt},
+        timeout=120,
+        check=True,
+    )
+    found = last_json(result.stdout)
+    keys = [
+        call["access_key_id"] for call in sts.calls() if call["service"] == "s3" and call["method"] == "PUT"
+    ]
+    assert keys and keys[0] == found["copied"] and FAKE_SOURCE_ACCESS_KEY_ID not in keys
+    if adopt == "true":
+        # 30 s of 12-second credentials: the s3fs client moved on to each new key.
+        assert len(set(keys)) >= 3
+    else:
+        assert set(keys) == {found["copied"]}
