@@ -508,7 +508,9 @@ def test_aws_cli_v2_signs_as_the_role(launch: Launch, sts: StsServer) -> None:
     sts.set_duration_override(12)
     # CLI 2.9 (Debian 12) predates AWS_ENDPOINT_URL and the token file: it reads the token variable.
     call = f"{cli} sts get-caller-identity --query Arn --output text --endpoint-url \"$AWS_ENDPOINT_URL\""
-    result = launch([*SERVE, "sh", "-c", f"{call}; sleep 3; {call}"])  # the server refreshes every ~2 s
+    # The server refreshes 2.4-4.6 s after each issue (12 s credentials, jittered): 6 s apart
+    # the two calls see two keys.
+    result = launch([*SERVE, "sh", "-c", f"{call}; sleep 6; {call}"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [ASSUMED, ASSUMED]
     assert result.stderr == ""
