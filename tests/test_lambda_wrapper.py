@@ -8,15 +8,13 @@ and the handler's STS answer and the STS server's records show who signed.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
+from doc_blocks import fenced
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
 from test_launcher import ASSUMED, Launch, make_base_env, make_launch, write
-
-_FENCE = re.compile(r"^\s*```sh\n(.*?)^\s*```", re.S | re.M)
 
 HANDLER = """\
 import boto3
@@ -38,11 +36,7 @@ def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
 
 def wrapper_recipe(doc: Path) -> str:
     """The ``sh`` block that follows the doc's first mention of AWS_LAMBDA_EXEC_WRAPPER."""
-    text = doc.read_text()
-    start = text.index("AWS_LAMBDA_EXEC_WRAPPER")
-    match = _FENCE.search(text, start)
-    assert match is not None, f"no sh block after AWS_LAMBDA_EXEC_WRAPPER in {doc}"
-    return match.group(1)
+    return fenced(doc, "AWS_LAMBDA_EXEC_WRAPPER", "sh")
 
 
 def test_both_docs_give_the_same_wrapper() -> None:
