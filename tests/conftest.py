@@ -35,7 +35,7 @@ from stsclient import (  # noqa: E402
     FAKE_SOURCE_SECRET_ACCESS_KEY,
     RunPython,
     StsServer,
-    child_base_env,
+    child_env,
     isolated_aws_env,
     make_role_arn,
     start_server,
@@ -140,22 +140,14 @@ def run_python(aws_env: dict[str, str], tmp_path: Path) -> RunPython:
             cmd = [sys.executable, os.fspath(script), *args]
         else:
             raise TypeError("pass exactly one of code= or script=")
-        child_env = child_base_env()
-        child_env.update(aws_env)
-        child_env["HOME"] = str(home)
-        child_env["PYTHONPATH"] = str(REPO_ROOT)
-        for name, value in (env or {}).items():
-            if value is None:
-                child_env.pop(name, None)
-            else:
-                child_env[name] = value
+        environment = child_env(aws_env, home, pythonpath=REPO_ROOT, overrides=env)
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=child_env,
+            env=environment,
             cwd=os.fspath(cwd) if cwd is not None else str(tmp_path),
             # Own process group, so a timeout kill also gets grandchildren
             # (which would otherwise keep the pipes open and hang us).

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
 
 APPS_DIR = Path(__file__).resolve().parent / "engine_apps"
 VENV_BIN = Path(sys.executable).parent
@@ -58,20 +58,11 @@ def engine_env(aws_env: dict[str, str], tmp_path: Path, role_arn: str) -> Engine
     home.mkdir(exist_ok=True)
 
     def build(**overrides: str | None) -> dict[str, str]:
-        env = child_base_env()
-        env.update(aws_env)
-        env["HOME"] = str(home)
-        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
-        env["PYTHONPATH"] = str(APPS_DIR)
-        env["BRS_ROLE_ARN"] = role_arn
-        # Ray and Dask write logs and spill files here, not into the repo or /tmp/ray.
-        env["TMPDIR"] = str(tmp_path)
-        for name, value in overrides.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return env
+        # Ray and Dask write logs and spill files in TMPDIR, not into the repo or /tmp/ray.
+        fixed: dict[str, str | None] = {"BRS_ROLE_ARN": role_arn, "TMPDIR": str(tmp_path)}
+        return child_env(
+            aws_env, home, bin_dir=VENV_BIN, pythonpath=APPS_DIR, overrides={**fixed, **overrides}
+        )
 
     return build
 

@@ -136,6 +136,33 @@ def child_base_env() -> dict[str, str]:
     return env
 
 
+def child_env(
+    aws_env: Mapping[str, str],
+    home: str | os.PathLike[str],
+    *,
+    bin_dir: str | os.PathLike[str] | None = None,
+    pythonpath: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
+) -> dict[str, str]:
+    """A child's whole environment: ours (few), the fake AWS one, HOME, PATH first ``bin_dir``.
+
+    ``overrides`` win; a None value removes that variable.
+    """
+    env = child_base_env()
+    env.update(aws_env)
+    env["HOME"] = os.fspath(home)
+    if bin_dir is not None:
+        env["PATH"] = f"{os.fspath(bin_dir)}{os.pathsep}{env['PATH']}"
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.fspath(pythonpath)
+    for name, value in (overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 class StsServer:
     """Handle on a running ``sts_server.py``: control API plus process lifetime."""
 

@@ -8,7 +8,6 @@ sample output is compared with a real run of the demo.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, RunPython
 from doc_blocks import fenced
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env, child_env
 
 BIN = Path(sys.executable).parent  # brs-run and the AWS CLI v1 of the test venv
 
@@ -25,9 +24,7 @@ BIN = Path(sys.executable).parent  # brs-run and the AWS CLI v1 of the test venv
 def _shell(
     script: str, aws_env: dict[str, str], tmp_path: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = child_base_env()
-    env.update(aws_env)
-    env.update(HOME=str(tmp_path), PATH=f"{BIN}{os.pathsep}{env['PATH']}", **extra)
+    env = child_env(aws_env, tmp_path, bin_dir=BIN, overrides=extra)
     return subprocess.run(
         ["sh", "-ec", script],
         cwd=REPO_ROOT,

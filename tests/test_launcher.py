@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_base_env, make_role_arn
+from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env, make_role_arn
 
 from brs_autopatch import __version__
 from brs_autopatch.launcher import BOOTSTRAP_DIR, build_pythonpath, parse_args
@@ -81,14 +81,13 @@ def make_base_env(aws_env: Mapping[str, str], tmp_path: Path) -> dict[str, str]:
     """
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    env = child_base_env()
-    env.update(aws_env)
-    env["HOME"] = str(home)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    env["BRS_ROLE_ARN"] = ROLE
-    env["BRS_ROLE_SESSION_NAME"] = SESSION
-    return env
+    return child_env(
+        aws_env,
+        home,
+        bin_dir=VENV_BIN,
+        pythonpath=REPO_ROOT,
+        overrides={"BRS_ROLE_ARN": ROLE, "BRS_ROLE_SESSION_NAME": SESSION},
+    )
 
 
 def make_launch(base_env: Mapping[str, str], tmp_path: Path) -> Launch:
@@ -100,13 +99,13 @@ def make_launch(base_env: Mapping[str, str], tmp_path: Path) -> Launch:
         cwd: str | os.PathLike[str] | None = None,
         timeout: float = TIMEOUT,
     ) -> Result:
-        child_env = dict(base_env)
+        env_for_child = dict(base_env)
         for name, value in (env or {}).items():
             if value is None:
-                child_env.pop(name, None)
+                env_for_child.pop(name, None)
             else:
-                child_env[name] = value
-        return run_command(cmd, child_env, tmp_path if cwd is None else cwd, timeout)
+                env_for_child[name] = value
+        return run_command(cmd, env_for_child, tmp_path if cwd is None else cwd, timeout)
 
     return run
 

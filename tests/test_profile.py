@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, RunPython
-from stsclient import StsServer
+from stsclient import StsServer, child_env
 
 SOURCE_KEY = "AKIDPROFILESOURCE000"
 CONFIG = f"""
@@ -97,14 +97,7 @@ def test_explicit_brs_values_win(
 def _brs_run(
     args: list[str], env: dict[str, str | None], base: dict[str, str], tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
-    full = dict(base)
-    full["PYTHONPATH"] = str(REPO_ROOT)
-    full["HOME"] = str(tmp_path)
-    for name, value in env.items():
-        if value is None:
-            full.pop(name, None)
-        else:
-            full[name] = value
+    full = child_env(base, tmp_path, pythonpath=REPO_ROOT, overrides=env)
     return subprocess.run(
         [sys.executable, "-m", "brs_autopatch", *args],
         env=full,
