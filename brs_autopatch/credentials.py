@@ -167,6 +167,11 @@ class RoleCredentials(DeferredRefreshableCredentials):
         if frozen is not None and frozen.access_key == key:
             self._published = (frozen, fresh_until)
 
+    def snapshot(self) -> Mapping[str, Any] | None:
+        """The current credentials' metadata (keys, expiry, issue time) as one consistent
+        read, or None before the first fetch. Never fetches. For the credential server."""
+        return self._metadata
+
     @property
     def expiry_time(self) -> datetime:
         """When the current credentials expire (UTC). Fetches them if never fetched."""

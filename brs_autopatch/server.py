@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,11 +122,9 @@ class Unavailable(RuntimeError):
     """No credentials to serve right now (the reason, one line, no secret)."""
 
 
-def _snapshot(credentials: RoleCredentials) -> dict[str, Any]:
-    # RoleCredentials keeps the metadata of its current credentials in one dict it
-    # replaces whole on each refresh (private `_metadata`, read here only): keys,
-    # expiry and issue time that belong together, unlike three separate reads.
-    metadata: dict[str, Any] | None = getattr(credentials, "_metadata", None)
+def _snapshot(credentials: RoleCredentials) -> Mapping[str, Any]:
+    # Keys, expiry and issue time that belong together, in one read (not three).
+    metadata = credentials.snapshot()
     if metadata is None:
         raise Unavailable("no credentials fetched yet")
     return metadata
