@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from botocore.credentials import RefreshableCredentials
+from botocore.credentials import Credentials, RefreshableCredentials
 
 from . import sources
 from .issued import issuer_of
@@ -32,8 +32,11 @@ def before_sign(request_signer: Any = None, **_: Any) -> None:
     if request_signer is None:
         return
     current = sources.signer_credentials(request_signer)
-    if current is None or isinstance(current, RefreshableCredentials):
-        return  # no credentials, or refreshing ones (ours or botocore's) already
+    if not isinstance(current, Credentials) or isinstance(current, RefreshableCredentials):
+        # None, refreshing ones (ours, botocore's, aiobotocore's), or our async view:
+        # only static keys can be a frozen copy. (Reading a view's access_key would
+        # fetch, on the event loop.)
+        return
     access_key = getattr(current, "access_key", None)
     if not isinstance(access_key, str):
         return

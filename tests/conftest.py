@@ -81,8 +81,9 @@ def sts(sts_server: StsServer) -> StsServer:
 
 
 @pytest.fixture
-def aws_env(sts_server: StsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    """Point the AWS SDK at the fake server with fake source credentials.
+def aws_env(sts: StsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """Point the AWS SDK at the fake server (cleared: no fault or count of an earlier
+    test on this worker survives) with fake source credentials.
 
     Removes every ``AWS_*`` and ``BRS_*`` variable (AWS_PROFILE,
     AWS_SESSION_TOKEN, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, ...), then
@@ -91,7 +92,7 @@ def aws_env(sts_server: StsServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     for name in list(os.environ):
         if name.startswith(("AWS_", "BRS_")):
             monkeypatch.delenv(name)
-    env = isolated_aws_env(sts_server.url, tmp_path)
+    env = isolated_aws_env(sts.url, tmp_path)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

@@ -530,7 +530,7 @@ def test_anyio_httpx_sessions_refresh_in_anyio_worker_threads(sts: StsServer, ru
     assert sts.count("sts:AssumeRole") == 1
 
 
-def test_async_session_support_imports_no_aiobotocore(run_python: RunPython) -> None:
+def test_async_session_support_imports_no_aiobotocore(sts: StsServer, run_python: RunPython) -> None:
     run_python(
         "import brs_autopatch, boto3, sys\n"
         "boto3.client('sts').get_caller_identity()\n"
