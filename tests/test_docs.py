@@ -122,3 +122,12 @@ def test_the_readme_sample_output_matches_the_demo() -> None:
         if line == "...":
             continue
         assert any(re.fullmatch(_shape(line), got) for got in real), (line, real)
+
+
+def test_the_readme_table_lists_every_variable_of_the_code_table() -> None:
+    from brs_autopatch.environment import VARIABLES
+
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("| variable | meaning | default |") :].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `(BRS_[A-Z_]+)` \|", table, re.M)
+    assert sorted(documented) == sorted(VARIABLES)
