@@ -113,7 +113,8 @@ def test_advisory_window_serves_current_credentials_and_refreshes_behind(
 ) -> None:
     shared, clock = creds
     old = shared.get_frozen_credentials()
-    to_window(shared, clock, 600)  # advisory 900 s, mandatory 60 s
+    advisory, mandatory = shared.windows  # this refresh's (jittered) advisory window
+    to_window(shared, clock, (advisory + mandatory) / 2)
     sts.fault("AssumeRole", "delay", delay_seconds=0.3)
     view = AioRoleCredentials(shared)
     served = [finished_without_suspending(view.get_frozen_credentials()) for _ in range(50)]
