@@ -90,7 +90,7 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     BRS_MFA_TOKEN_COMMAND is set). Imports botocore, and BRS_CUSTOM_METHOD's module
     (under a guard: its ``sys.exit()`` or exception is a ConfigError).
     """
-    from . import profiles
+    from . import methods, profiles
 
     settings, _ = profiles.resolve(settings)  # BRS_PROFILE: the role from the AWS config
     origin = _named(settings, origin)
@@ -98,16 +98,9 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     hops = _hops(settings, with_mfa, origin)
     _check_params(settings, hops, origin)
     try:
-        if settings.method in _LATE_BUILTINS:
-            # Nothing to check: the method layer is imported when the credentials are
-            # built, not in botocore's import hook of every process (most never build them).
-            method = _load_later(settings.method)
-        else:
-            from . import methods
-
-            method = methods.load(settings.method)
-            if settings.custom_method is not None and settings.method == "custom":
-                methods._import(settings.custom_method, origin.custom_method)
+        method = methods.load(settings.method)
+        if settings.custom_method is not None and settings.method == "custom":
+            methods._import(settings.custom_method, origin.custom_method)
     except ConfigError as error:
         if not _circular(error):
             raise
@@ -120,7 +113,7 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     return Plan(
         settings=settings,
         hops=tuple(
-            Hop(arn, MappingProxyType(params), method if index == 0 else _ASSUME_ROLE, hop_mfa)
+            Hop(arn, MappingProxyType(params), method if index == 0 else methods.assume_role_method, hop_mfa)
             for index, (arn, params, hop_mfa, _) in enumerate(hops)
         ),
         sts_client_kwargs=MappingProxyType(client_kwargs),
@@ -305,11 +298,6 @@ def _load_later(name: str) -> Method:
 
     method.__qualname__ = f"load_later({name!r})"
     return method
-
-
-# Built-in methods that need no import to be checked.
-_LATE_BUILTINS = frozenset({"sts", "web-identity", "served"})
-_ASSUME_ROLE = _load_later("sts")  # every hop after the first: AssumeRole
 
 
 def _check_cache_dir(settings: Settings, origin: Origin) -> None:
