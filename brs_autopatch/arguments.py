@@ -12,7 +12,6 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import Any
 
 from .environment import (
@@ -28,7 +27,7 @@ from .environment import (
     MIN_DURATION,
 )
 from .errors import ConfigError
-from .settings import Settings
+from .settings import FIELDS, Settings
 
 # Arguments (and keys) whose values are never echoed in an error.
 _SECRET = frozenset(
@@ -167,7 +166,7 @@ def settings_from_arguments(arguments: Mapping[str, Any], owner: str) -> Setting
 
     ``owner`` names the callable in the message for an unknown argument (``patched()``).
     """
-    known = [item.name for item in fields(Settings) if item.name != "origin"]
+    known = [name for name in FIELDS if name != "origin"]
     values: dict[str, Any] = {}
     for name, value in arguments.items():
         if name not in CHECKS:

@@ -16,7 +16,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -196,7 +195,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
         report.line("cache directory", f"{settings.cache_dir} (usable)")
 
     # The check itself: one real AssumeRole (never from the file cache), lazily built.
-    checked = planned._replace(settings=replace(settings, defer_refresh=True, cache_dir=None), cache_dir=None)
+    checked = planned._replace(settings=settings.replace(defer_refresh=True, cache_dir=None), cache_dir=None)
     credentials = factory.build_from_plan(checked)
     started = time.monotonic()
     try:

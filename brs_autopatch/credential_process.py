@@ -19,7 +19,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TextIO
 
 from .errors import ConfigError
@@ -70,7 +69,7 @@ def _credentials(env: Mapping[str, str]) -> dict[str, object]:
     from . import factory, logs
 
     logs.configure(settings.log_level)
-    credentials = factory.build(replace(settings, defer_refresh=True))
+    credentials = factory.build(settings.replace(defer_refresh=True))
     try:
         frozen = credentials.get_frozen_credentials()
         expiry = credentials.expiry_time

@@ -11,7 +11,6 @@ a role chain. The file is read with botocore's own loader (``AWS_CONFIG_FILE`` a
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from .environment import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME, MAX_CHAINED_DURATION, parse_role_chain
@@ -123,7 +122,7 @@ def _apply(
             )
         values["duration_seconds"] = int(raw)
         origins["duration_seconds"] = f"profile {last_name!r} duration_seconds"
-    resolved = replace(settings, **values)
+    resolved = settings.replace(**values)
     if resolved.mfa_serial and not resolved.mfa_token_command:
         raise ConfigError(
             f"{where} is not valid: profile {first_name!r} has mfa_serial: set BRS_MFA_TOKEN_COMMAND "

@@ -33,7 +33,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -61,7 +60,7 @@ class Credentials:
         # Background refresh whatever BRS_DEFER_REFRESH says: that setting only picks
         # when the first AssumeRole happens (now, or on the first request). The bench
         # simulates hours with ``clock`` and refreshes on the request path instead.
-        self._settings = replace(settings, defer_refresh=not background)
+        self._settings = settings.replace(defer_refresh=not background)
         self._clock = clock
         self._lock = threading.Lock()
         self._credentials: RoleCredentials | None = None

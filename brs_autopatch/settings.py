@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .environment import (
@@ -41,7 +40,7 @@ from .environment import (
 from .environment import read as _get
 
 # Re-exported for the launcher, methods and tests, which know them as settings.*.
-__all__ = ["BUILTIN_METHODS", "MIN_DURATION", "VARIABLES", "Settings", "from_env", "parse_bool"]
+__all__ = ["BUILTIN_METHODS", "FIELDS", "MIN_DURATION", "VARIABLES", "Settings", "from_env", "parse_bool"]
 
 
 # Settings field -> the variable it is read from (BRS_ + the field's name, but for these).
@@ -54,41 +53,148 @@ _NOT_IN_KEY = frozenset(
 )
 
 
-@dataclass(frozen=True)
 class Settings:
-    """Everything the ``BRS_*`` variables say, validated. Build with :func:`from_env`."""
+    """Everything the ``BRS_*`` variables say, validated. Build with :func:`from_env`.
 
-    role_arns: tuple[str, ...] = ()
-    role_session_name: str | None = None
-    duration_seconds: int | None = None
-    defer_refresh: bool = True
-    external_id: str | None = field(default=None, repr=False)
-    assume_role_kwargs: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    sts_region: str | None = None
-    sts_endpoint_url: str | None = None
-    sts_client_kwargs: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    enabled: bool = True
-    log_level: str | None = None
-    on_error: str = "raise"
-    propagate: bool = True
-    advisory_refresh_seconds: int | None = None
-    mandatory_refresh_seconds: int | None = None
-    cache_dir: str | None = None
-    mfa_serial: str | None = None
-    mfa_token_command: tuple[str, ...] = field(default=(), repr=False)  # may hold a TOTP seed
-    mfa_timeout_seconds: int = 30
-    method: str = "sts"
-    web_identity_token_file: str | None = None
-    custom_method: str | None = None
+    Immutable; ``settings.replace(field=value)`` makes a changed copy. A plain class with
+    ``__slots__``, not a frozen dataclass: this module loads in botocore's import hook of
+    every process under brs-run, where generating a 27-field dataclass cost about 4 ms.
+    The keyword arguments of ``__init__`` are the fields (:data:`FIELDS`).
+    """
+
+    __slots__ = (
+        "adopt_own_keys",
+        "advisory_refresh_seconds",
+        "assume_role_kwargs",
+        "cache_dir",
+        "custom_method",
+        "defer_refresh",
+        "duration_seconds",
+        "enabled",
+        "external_id",
+        "log_level",
+        "mandatory_refresh_seconds",
+        "method",
+        "mfa_serial",
+        "mfa_timeout_seconds",
+        "mfa_token_command",
+        "on_error",
+        "origin",
+        "profile",
+        "propagate",
+        "role_arns",
+        "role_session_name",
+        "serve",
+        "source_profile",
+        "sts_client_kwargs",
+        "sts_endpoint_url",
+        "sts_region",
+        "web_identity_token_file",
+    )
+
+    role_arns: tuple[str, ...]
+    role_session_name: str | None
+    duration_seconds: int | None
+    defer_refresh: bool
+    external_id: str | None
+    assume_role_kwargs: Mapping[str, Any]
+    sts_region: str | None
+    sts_endpoint_url: str | None
+    sts_client_kwargs: Mapping[str, Any]
+    enabled: bool
+    log_level: str | None
+    on_error: str
+    propagate: bool
+    advisory_refresh_seconds: int | None
+    mandatory_refresh_seconds: int | None
+    cache_dir: str | None
+    mfa_serial: str | None
+    mfa_token_command: tuple[str, ...]  # may hold a TOTP seed
+    mfa_timeout_seconds: int
+    method: str
+    web_identity_token_file: str | None
+    custom_method: str | None
     # An AWS config profile to take the role from (resolved when botocore is loaded).
-    profile: str | None = None
+    profile: str | None
     # The profile whose credentials call STS (a profile's source_profile).
-    source_profile: str | None = None
-    adopt_own_keys: bool = True
-    serve: bool = False  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
+    source_profile: str | None
+    adopt_own_keys: bool
+    serve: bool  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
     # Field -> what the user wrote for it, when that was not a BRS_* variable (a Python
     # argument: "assume_role_kwargs", "role_arns"...). Error messages use name_of().
-    origin: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    origin: Mapping[str, str]
+
+    def __init__(
+        self,
+        *,
+        role_arns: tuple[str, ...] = (),
+        role_session_name: str | None = None,
+        duration_seconds: int | None = None,
+        defer_refresh: bool = True,
+        external_id: str | None = None,
+        assume_role_kwargs: Mapping[str, Any] | None = None,
+        sts_region: str | None = None,
+        sts_endpoint_url: str | None = None,
+        sts_client_kwargs: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+        log_level: str | None = None,
+        on_error: str = "raise",
+        propagate: bool = True,
+        advisory_refresh_seconds: int | None = None,
+        mandatory_refresh_seconds: int | None = None,
+        cache_dir: str | None = None,
+        mfa_serial: str | None = None,
+        mfa_token_command: tuple[str, ...] = (),
+        mfa_timeout_seconds: int = 30,
+        method: str = "sts",
+        web_identity_token_file: str | None = None,
+        custom_method: str | None = None,
+        profile: str | None = None,
+        source_profile: str | None = None,
+        adopt_own_keys: bool = True,
+        serve: bool = False,
+        origin: Mapping[str, str] | None = None,
+    ) -> None:
+        values = dict(locals())
+        del values["self"]
+        # The mappings default to a new empty dict each, as a dataclass default_factory would.
+        for name in ("assume_role_kwargs", "sts_client_kwargs", "origin"):
+            if values[name] is None:
+                values[name] = {}
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Settings are immutable: use settings.replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Settings are immutable")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (field=value) applied; TypeError for an unknown field."""
+        return Settings(**{**self.as_dict(), **changes})
+
+    __replace__ = replace  # copy.replace(settings, ...) on Python 3.13+
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field -> value, every field."""
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
+
+    def __hash__(self) -> int:
+        return hash(self.key())  # equal settings have equal keys
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS if name not in _HIDDEN)
+        return f"Settings({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # __setattr__ refuses, so pickle and copy rebuild through __init__.
+        return (_rebuild, (self.as_dict(),))
 
     def name_of(self, field_name: str) -> str:
         """The name to show in an error about ``field_name``: the argument, else the variable."""
@@ -110,32 +216,46 @@ class Settings:
         Patched sessions share one credentials object per key; the file cache
         derives its file names from it (hashed, so no secret reaches a file name).
         """
-        fields = {
-            name: value
-            for name, value in self.__dict__.items()
-            if name not in _NOT_IN_KEY
-        }
-        return json.dumps(fields, sort_keys=True, default=str)
+        chosen = {name: getattr(self, name) for name in FIELDS if name not in _NOT_IN_KEY}
+        return json.dumps(chosen, sort_keys=True, default=_jsonable)
 
     def redacted(self) -> dict[str, str]:
         """The non-default settings as printable strings; secrets never shown."""
         shown: dict[str, str] = {}
-        for item in fields(self):
-            if item.name == "origin":
+        for name in FIELDS:
+            if name == "origin":
                 continue
-            value = getattr(self, item.name)
-            if value == item.default or (item.default is MISSING and not value):
+            value = getattr(self, name)
+            default = _DEFAULTS[name]
+            if value == default or (default is None and isinstance(value, Mapping) and not value):
                 continue
-            if item.name in ("external_id", "mfa_token_command"):
-                shown[item.name] = "(set, hidden)"
+            if name in ("external_id", "mfa_token_command"):
+                shown[name] = "(set, hidden)"
             elif isinstance(value, Mapping):
                 # Values may hold policies or keys: list the keys only.
-                shown[item.name] = "keys: " + ", ".join(sorted(value))
+                shown[name] = "keys: " + ", ".join(sorted(value))
             elif isinstance(value, tuple):
-                shown[item.name] = ",".join(value)
+                shown[name] = ",".join(value)
             else:
-                shown[item.name] = str(value)
+                shown[name] = str(value)
         return shown
+
+
+# The fields, in order, and their defaults: the keyword arguments of Settings.__init__.
+_DEFAULTS: dict[str, Any] = dict(Settings.__init__.__kwdefaults__ or {})
+FIELDS: tuple[str, ...] = tuple(_DEFAULTS)
+# Not in the repr: secrets, or values that may hold them (policies, keys).
+_HIDDEN = frozenset({"external_id", "assume_role_kwargs", "sts_client_kwargs", "mfa_token_command", "origin"})
+# Equality ignores where a value came from.
+_COMPARED = tuple(name for name in FIELDS if name != "origin")
+
+
+def _rebuild(values: dict[str, Any]) -> Settings:
+    return Settings(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else str(value)
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:

@@ -17,7 +17,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -864,6 +864,6 @@ def test_build_uses_the_plan_and_checks_nothing_again(aws_env: dict[str, str]) -
     from brs_autopatch import factory
 
     made = plan.make(from_env({"BRS_ROLE_ARN": ROLE}))
-    broken = made._replace(settings=replace(made.settings, sts_client_kwargs={"bogus": 1}))
+    broken = made._replace(settings=made.settings.replace(sts_client_kwargs={"bogus": 1}))
     credentials = factory.build_from_plan(broken)  # the plan is the truth; settings are not re-read
     assert credentials.label == ROLE

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brs_autopatch import ConfigError
-from brs_autopatch.settings import VARIABLES, Settings, from_env
+from brs_autopatch.settings import FIELDS, VARIABLES, Settings, from_env
 
 ARN = "arn:aws:iam::123456789012:role/app"
 
@@ -218,3 +221,53 @@ def test_parser_raises_only_config_error(env: dict[str, str]) -> None:
         assert "\n" not in str(error)
     else:
         assert isinstance(result, Settings)
+
+
+# -- the Settings value object (a plain class with __slots__, not a dataclass) -------------------
+
+
+def test_settings_are_immutable_and_replace_makes_a_copy() -> None:
+    s = from_env({"BRS_ROLE_ARN": ARN})
+    with pytest.raises(AttributeError, match="immutable"):
+        s.role_arns = ()
+    with pytest.raises(AttributeError):
+        del s.method
+    changed = s.replace(duration_seconds=900)
+    assert changed.duration_seconds == 900 and s.duration_seconds is None
+    assert changed.replace(duration_seconds=None) == s
+    with pytest.raises(TypeError):
+        s.replace(no_such_field=1)
+    with pytest.raises(TypeError):
+        Settings((ARN,))  # type: ignore[call-arg]  # keyword-only, like the variables
+
+
+def test_every_field_is_a_keyword_of_init_and_a_slot() -> None:
+    assert set(FIELDS) == set(Settings.__slots__)
+    assert set(Settings().as_dict()) == set(FIELDS)
+
+
+def test_mapping_defaults_are_not_shared() -> None:
+    a, b = Settings(), Settings()
+    assert a.assume_role_kwargs == {} and a.assume_role_kwargs is not b.assume_role_kwargs
+
+
+def test_equality_ignores_origin_and_hash_follows_it() -> None:
+    a = Settings(role_arns=(ARN,), assume_role_kwargs={"Policy": "p"})
+    b = Settings(role_arns=(ARN,), assume_role_kwargs={"Policy": "p"}, origin={"role_arns": "role_arn"})
+    assert a == b and hash(a) == hash(b) and a != a.replace(method="custom")
+    assert a != (ARN,)
+
+
+def test_pickle_and_copy_round_trip() -> None:
+    s = from_env(
+        {"BRS_ROLE_ARN": ARN, "BRS_ASSUME_ROLE_KWARGS": '{"Policy": "p"}', "BRS_DURATION_SECONDS": "900"}
+    )
+    for twin in (pickle.loads(pickle.dumps(s)), copy.copy(s), copy.deepcopy(s)):
+        assert twin == s and twin.key() == s.key() and twin is not s
+
+
+def test_repr_shows_settings_not_secrets() -> None:
+    s = Settings(role_arns=(ARN,), external_id="ext-secret-1", mfa_token_command=("oathtool", "SEED123"))
+    text = repr(s)
+    assert text.startswith("Settings(role_arns=(") and ARN in text
+    assert "ext-secret-1" not in text and "SEED123" not in text
