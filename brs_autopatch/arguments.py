@@ -27,6 +27,7 @@ from .environment import (
     MIN_DURATION,
 )
 from .errors import ConfigError
+from .patterns import LazyPattern
 from .settings import FIELDS, Settings
 
 # Arguments (and keys) whose values are never echoed in an error.
@@ -50,7 +51,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _string(pattern: re.Pattern[str], accepted: str) -> Callable[[str, object], object]:
+def _string(pattern: re.Pattern[str] | LazyPattern, accepted: str) -> Callable[[str, object], object]:
     def check(name: str, value: object) -> object:
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise bad_argument(name, value, accepted)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ConfigError
+from .patterns import LazyPattern
 
 # One table: variable -> one-line meaning. The README table and `brs-run --help`
 # are generated from the same names, so keep them in step.
@@ -70,12 +71,12 @@ LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 # IAM role ARN in any partition (aws, aws-cn, aws-us-gov, aws-iso-b, ...), optional path.
-_ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}")
-_SESSION_NAME = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
-_EXTERNAL_ID = re.compile(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
-_MFA_SERIAL = re.compile(r"[A-Za-z0-9_+=/:,.@-]{9,256}")
-_METHOD_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_CALLABLE_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", re.ASCII)
+_ROLE_ARN = LazyPattern(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}")
+_SESSION_NAME = LazyPattern(r"[A-Za-z0-9_+=,.@-]{2,64}")
+_EXTERNAL_ID = LazyPattern(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
+_MFA_SERIAL = LazyPattern(r"[A-Za-z0-9_+=/:,.@-]{9,256}")
+_METHOD_NAME = LazyPattern(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_CALLABLE_PATH = LazyPattern(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", re.ASCII)
 
 MIN_DURATION, MAX_DURATION, MAX_CHAINED_DURATION = 900, 43200, 3600
 

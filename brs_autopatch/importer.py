@@ -106,3 +106,15 @@ class _Loader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
+
+
+def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+    """What this module's finder on ``sys.meta_path`` answers for ``fullname``.
+
+    For brs-run's bootstrap, which imports this package from its own finder while the
+    import system's search for botocore has already passed this one.
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, _Finder):
+            return finder.find_spec(fullname, path, target)
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from .settings import Settings
@@ -35,6 +36,8 @@ class Installation:
         # The validation plan, made when botocore arrived (patch.py): built from it,
         # nothing is checked twice.
         self.plan: Plan | None = None
+        # The environment the settings were read from (None: given as Settings).
+        self.environ: Mapping[str, str] | None = None
         self._credentials: RoleCredentials | None = None
         self._lock = threading.Lock()
         _live.add(self)

@@ -18,6 +18,7 @@ import os
 import sys
 
 from ._version import __version__
+from .checked import fingerprint
 from .errors import ConfigError
 
 # The command line (options, help) and the uWSGI check live in their own modules;
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
-BOOTSTRAP_PROTOCOL = "1"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
+BOOTSTRAP_PROTOCOL = "2"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
 _BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
 
 __all__ = [
@@ -97,17 +98,21 @@ def build_pythonpath(current: str | None, bootstrap: str = BOOTSTRAP_DIR) -> str
     return os.pathsep.join(entries)
 
 
-def bootstrap_value() -> str:
-    """What the bootstrap compares its own interpreter with: see bootstrap/sitecustomize.py."""
+def bootstrap_value(checked: Mapping[str, str] | None = None) -> str:
+    """``2:X.Y:<fingerprint>:<bootstrap dir>:<sys.prefix>``: what the bootstrap compares its
+    interpreter with (bootstrap/sitecustomize.py), and the fingerprint of the settings this
+    launcher checked in ``checked`` (brs_autopatch.checked; ``-`` for none)."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    return f"{BOOTSTRAP_PROTOCOL}:{version}:{BOOTSTRAP_DIR}:{sys.prefix}"
+    mark = "-" if checked is None else fingerprint(checked)
+    return f"{BOOTSTRAP_PROTOCOL}:{version}:{mark}:{BOOTSTRAP_DIR}:{sys.prefix}"
 
 
-def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` plus what makes the bootstrap run in every Python child."""
-    env = dict(environ)
+def child_environment(checked: Mapping[str, str]) -> dict[str, str]:
+    """``checked`` (an environment whose settings :func:`validate` passed) plus what makes
+    the bootstrap run in every Python child."""
+    env = dict(checked)
     env["PYTHONPATH"] = build_pythonpath(env.get("PYTHONPATH"))
-    env[BOOTSTRAP_ENV] = bootstrap_value()
+    env[BOOTSTRAP_ENV] = bootstrap_value(checked)
     return env
 
 
@@ -347,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in warnings:
         if warning is not None:
             sys.stderr.write(warning + "\n")
-    if patch:
+    if patch and _serving(env):  # serve.py (sockets, secrets, tempfile...) only for --serve
         from .serve import ServeError, start_if_wanted
 
         try:

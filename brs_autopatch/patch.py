@@ -51,6 +51,7 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     """
     global _generation, _installed
     env = os.environ if environ is None else environ
+    from_environment = settings is None
     try:
         if settings is None:
             settings = from_env(env)
@@ -77,6 +78,8 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
                 unpatch()
             _generation += 1
             state = _installed = Installation(settings, _generation)
+            # Settings read from an environment: brs-run may have checked that one already.
+            state.environ = env if from_environment else None
     importer.when_imported("botocore", _hook(state, _plan_then_patch))
     importer.when_imported("boto3", _hook(state, _patch_boto3))
     return True
@@ -98,11 +101,11 @@ def _plan_then_patch(botocore: ModuleType, state: Installation) -> None:
     first, else from the import of botocore (the hook stays armed, so a second import
     raises again instead of going on unpatched). BRS_ON_ERROR=warn: one warning, no patch.
     """
-    from . import plan
-
     try:
         try:
-            if state.plan is None:  # install() again with the same settings: planned already
+            if state.plan is None and not _checked_by_launcher(state):
+                from . import plan
+
                 state.plan = plan.make(state.settings)
         except ConfigError:
             raise
@@ -115,6 +118,24 @@ def _plan_then_patch(botocore: ModuleType, state: Installation) -> None:
         logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
         return
     _patch_botocore(botocore, state)
+
+
+def _checked_by_launcher(state: Installation) -> bool:
+    """brs-run checked these very settings (brs_autopatch.checked): plan with the credentials.
+
+    Then nothing is left to check as botocore arrives, and the plan (botocore's Config,
+    the methods) stays off the start-up of every child that imports boto3 and makes no
+    session. Installation.credentials() makes it, and a ConfigError there (a cache
+    directory removed since) follows BRS_ON_ERROR like any other.
+    """
+    if state.environ is None:
+        return False
+    from . import checked
+
+    if not checked.by_launcher(state.settings, state.environ):
+        return False
+    logger.debug("settings checked by brs-run: the plan is made with the credentials")
+    return True
 
 
 def _patch_botocore(botocore: ModuleType, state: Installation) -> None:

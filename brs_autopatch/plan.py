@@ -18,8 +18,8 @@ when a value needs botocore's STS model or ``Config`` to be checked.
 
 from __future__ import annotations
 
+import os
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from functools import cache
 from types import MappingProxyType
@@ -30,6 +30,7 @@ from .settings import BUILTIN_METHODS, Settings
 
 if TYPE_CHECKING:
     from .methods import Method
+    from .patterns import LazyPattern
 
 ENTRY_POINT_GROUP = "brs_autopatch.methods"  # the same as methods.ENTRY_POINT_GROUP
 # AssumeRoleWithWebIdentity takes these of the AssumeRole parameters (methods.WEB_IDENTITY_PARAMS).
@@ -169,9 +170,20 @@ def _named(settings: Settings, origin: Origin) -> Origin:
     )
 
 
+def _hostname() -> str:
+    # os.uname().nodename is what socket.gethostname() returns on POSIX, without importing
+    # socket (4 ms) into the launcher.
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
+
+
 def default_session_name() -> str:
     """``brs-autopatch.<host>``: meaningful in CloudTrail, valid as a RoleSessionName."""
-    host = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", socket.gethostname())
+    host = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", _hostname())
     return f"brs-autopatch.{host}"[:64]
 
 
@@ -248,7 +260,7 @@ def _own_variables_valid(settings: Settings) -> bool:
     """
     from .environment import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME
 
-    def matches(value: Any, pattern: re.Pattern[str]) -> bool:
+    def matches(value: Any, pattern: LazyPattern) -> bool:
         return value is None or (isinstance(value, str) and pattern.fullmatch(value) is not None)
 
     duration = settings.duration_seconds

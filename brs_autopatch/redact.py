@@ -41,6 +41,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from .patterns import LazyPattern
+
 REDACTED = "(redacted)"
 MIN_LENGTH = 8
 MAX_ISSUED = 512
@@ -57,7 +59,7 @@ _NAMES = (
     "aws_secret_access_key|aws_session_token|secret_access_key|session_token|secret_key"
 )
 _QUOTE = r"(?:\\{0,2}[\"'])"
-_NEXT_TO_NAME = re.compile(
+_NEXT_TO_NAME = LazyPattern(
     r"(?P<lead>(?<![A-Za-z0-9_])(?:"
     rf"(?:{_NAMES}){_QUOTE}?\s*(?:>|&gt;|=|:)\s*{_QUOTE}?"
     r"|(?<=[<;])(?:Token|token)(?:>|&gt;)"

@@ -48,13 +48,14 @@ if os.environ.get("USER_SITE_RAISE"):
 USER_SITE_RAN = True
 """
 
-# Which sitecustomize is sys.modules["sitecustomize"], is brs_autopatch loaded, and
-# (with an argument) who does STS say we are.
+# Which sitecustomize is sys.modules["sitecustomize"], is botocore patched as it is
+# imported, and (with an argument) who does STS say we are.
 SHOW = """\
 import sys
 import sitecustomize
 print(getattr(sitecustomize, "USER_SITE_RAN", False), sitecustomize.__file__)
-print("brs_autopatch" in sys.modules)
+import botocore
+print(hasattr(botocore, "__brs_autopatch__"))
 if sys.argv[1:] == ["identity"]:
     import boto3
     print(boto3.client("sts").get_caller_identity()["Arn"])
@@ -186,18 +187,20 @@ def test_without_a_user_sitecustomize_the_bootstrap_stays_and_prints_nothing(
 # -- the guard ---------------------------------------------------------------------------------
 
 def _guard_cases() -> list[tuple[str | None, str]]:
-    version, directory, prefix = bootstrap_value().split(":", 3)[1:]
+    protocol, version, mark, directory, prefix = bootstrap_value().split(":", 4)
+    stale = "/old/site-packages/brs_autopatch/bootstrap"
     return [
         (None, "BRS_BOOTSTRAP is not set"),
-        (f"9:{version}:{directory}:{prefix}", "another brs_autopatch version"),
-        (f"1:2.7:{directory}:{prefix}", "brs-run ran under Python 2.7"),
-        (f"1:{version}:/old/site-packages/brs_autopatch/bootstrap:{prefix}", "stale bootstrap"),
-        (f"1:{version}:{directory}:/some/other/venv", "prefix"),
+        (f"9:{version}:{mark}:{directory}:{prefix}", "another brs_autopatch version"),
+        (f"1:{version}:{directory}:{prefix}", "another brs_autopatch version"),  # before the fingerprint
+        (f"{protocol}:2.7:{mark}:{directory}:{prefix}", "brs-run ran under Python 2.7"),
+        (f"{protocol}:{version}:{mark}:{stale}:{prefix}", "stale bootstrap"),
+        (f"{protocol}:{version}:{mark}:{directory}:/some/other/venv", "prefix"),
     ]
 
 
 @pytest.mark.parametrize(("value", "reason"), _guard_cases(),
-                         ids=["unset", "protocol", "python", "stale", "prefix"])
+                         ids=["unset", "protocol", "protocol-1", "python", "stale", "prefix"])
 def test_the_guard_skips_an_interpreter_brs_run_did_not_set_up(
     base_env: dict[str, str], tmp_path: Path, show: Path, value: str | None, reason: str
 ) -> None:
@@ -321,10 +324,9 @@ def test_an_interpreter_that_never_imports_boto3_loads_almost_nothing(launch: La
     under = launch([*MODULE, *show_modules])
     assert plain.returncode == under.returncode == 0, under.stderr
     extra = set(under.stdout.split()) - set(plain.stdout.split())
-    assert {"sitecustomize", "brs_autopatch"} <= extra
-    assert {m for m in extra if m.startswith("brs_autopatch")} <= {
-        "brs_autopatch", "brs_autopatch._version", "brs_autopatch.importer"
-    }
+    # Only the bootstrap: brs_autopatch itself is loaded when botocore is imported.
+    assert "sitecustomize" in extra
+    assert {m for m in extra if m.startswith("brs_autopatch")} == set()
     heavy = {"typing", "logging", "json", "re", "threading", "dataclasses", "importlib.util",
              "contextlib", "inspect", "botocore", "boto3", "wrapt", "multiprocessing", "asyncio"}
     assert extra & heavy == set()

@@ -630,18 +630,24 @@ def test_children_import_nothing_new_at_start_up(launch: Launch) -> None:
     result = launch([*MODULE, sys.executable, "-X", "importtime", "-c", "pass"])
     assert result.returncode == 0, result.stderr
     ours = {name for name in _imported(result.stderr) if name.startswith("brs_autopatch")}
-    assert ours == {"brs_autopatch", "brs_autopatch._version", "brs_autopatch.importer"}
+    assert ours == set()  # the bootstrap loads brs_autopatch when botocore is imported
 
 
 def test_the_hook_loads_no_sts_model_for_plain_settings(launch: Launch) -> None:
-    # The plan runs as botocore arrives; with nothing botocore must judge, it loads
-    # neither the STS model nor the Config checks (import boto3 stays as cheap).
+    # Outside brs-run the plan runs as botocore arrives; with nothing botocore must judge,
+    # it loads neither the STS model nor the Config checks (import boto3 stays as cheap).
     program = "import sys, boto3; print(sorted(m for m in sys.modules if m.startswith('brs_autopatch.')))"
-    result = launch([*MODULE, "python", "-c", program])
+    result = launch(["python", "-c", f"import brs_autopatch; {program}"])
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
     assert "brs_autopatch.plan" in loaded and "brs_autopatch.patch" in loaded
     assert not loaded & {"brs_autopatch.validation", "brs_autopatch.config_values", "brs_autopatch.factory"}
+    # Under brs-run, which checked these settings already, the plan waits for a session.
+    result = launch([*MODULE, "python", "-c", program])
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout.replace("'", '"')))
+    assert "brs_autopatch.patch" in loaded
+    assert not loaded & {"brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.factory"}
 
 
 def test_the_launcher_loads_botocore_only_for_values_that_need_it(launch: Launch, tmp_path: Path) -> None:
