@@ -209,7 +209,8 @@ _IPV6 = r"[0-9A-Fa-f:.]{2,45}(?:%[\w.~-]+)?"
 
 def parse_role_chain(raw: str) -> tuple[str, ...]:
     # Role names may contain commas themselves: only a comma before "arn:" separates hops.
-    arns = tuple(part.strip() for part in re.split(r",(?=\s*arn:)", raw))
+    parts = re.split(r",(?=\s*arn:)", raw) if "," in raw else [raw]
+    arns = tuple(part.strip() for part in parts)
     for arn in arns:
         if not _ROLE_ARN.fullmatch(arn):
             raise bad(

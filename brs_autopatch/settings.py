@@ -406,7 +406,7 @@ def _parse_mfa(env: Mapping[str, str], values: dict[str, Any]) -> None:
 def _parse_method(env: Mapping[str, str], values: dict[str, Any]) -> None:
     raw = _get(env, "BRS_METHOD")
     method = "sts" if raw is None else raw.strip().lower()
-    if not _METHOD_NAME.fullmatch(method):
+    if method not in BUILTIN_METHODS and not _METHOD_NAME.fullmatch(method):
         raise bad("BRS_METHOD", raw, "a method name: " + ", ".join(BUILTIN_METHODS) + " or a plugin")
     values["method"] = method
     token_file = _get(env, "BRS_WEB_IDENTITY_TOKEN_FILE")
