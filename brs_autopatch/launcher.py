@@ -4,8 +4,9 @@ The same as ``python -m brs_autopatch``. It validates the ``BRS_*`` settings, pr
 the bootstrap directory (brs_autopatch/bootstrap, holding only ``sitecustomize.py``) to
 ``PYTHONPATH``, describes this interpreter in ``BRS_BOOTSTRAP`` and replaces itself with
 the program (``os.execve``: same PID, native signals and exit code). Every Python process
-the program starts, directly or not, then runs the bootstrap, which imports
-brs_autopatch; the patch itself waits until botocore is imported.
+the program starts, directly or not, then runs the bootstrap, which loads brs_autopatch
+when botocore is imported; ``BRS_BOOTSTRAP`` carries the fingerprint of the settings
+checked here, so that those processes need not check them again (brs_autopatch.checked).
 
 This process imports neither boto3 nor wrapt, and botocore only when a setting needs
 botocore's STS model or Config to be checked (``BRS_ASSUME_ROLE_KWARGS``,
