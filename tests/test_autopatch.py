@@ -289,13 +289,17 @@ def test_no_role_arn_patches_nothing_and_says_why(run_python: RunPython) -> None
     assert "nothing patched: BRS_ROLE_ARN is not set" in result.stderr
 
 
-def test_kill_switch(run_python: RunPython) -> None:
+@pytest.mark.parametrize("broken", [{}, {"BRS_DURATION_SECONDS": "soon", "BRS_PROFILE": "no such"}])
+def test_kill_switch(run_python: RunPython, broken: dict[str, str]) -> None:
+    # README: BRS_ENABLED is the kill switch; like brs-run's, it works even when other
+    # settings are broken (the program runs with botocore's own credentials, silently).
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={**ENV, "BRS_ENABLED": "0"},
+        env={**ENV, "BRS_ENABLED": "0", **broken},
         check=True,
     )
     assert result.stdout.strip() == SOURCE_IDENTITY
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("defer", ["true", "false"])
