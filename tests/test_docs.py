@@ -146,3 +146,21 @@ def test_the_readme_module_map_names_every_module() -> None:
                 for path in sub.glob("*.py") if path.stem != "__init__"}
     assert modules - mapped == set(), "modules missing from the README's module map"
 
+
+def test_the_readme_tested_range_is_what_check_calls_tested() -> None:
+    from brs_autopatch.check import TESTED
+
+    line = " ".join(_readme_paragraph("**Tested range**").split())
+
+    def span(name: str, dash: str = "\N{EN DASH}") -> str:
+        low, high = TESTED[name]
+        low_text, high_text = ".".join(map(str, low)), ".".join(map(str, high))
+        return low_text if low == high else f"{low_text}{dash}{high_text}"
+
+    assert f"boto3/botocore {span('boto3')}," in line and TESTED["boto3"] == TESTED["botocore"]
+    for name in ("aiobotocore", "aioboto3", "s3fs"):
+        assert f"{name} {span(name)}" in line, (name, span(name), line)
+    # pyproject.toml's comment says the same (the dependency pins' reason).
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert f"boto3/botocore {span('boto3', '-')};" in pyproject
+    assert f"aiobotocore {span('aiobotocore', '-')}" in pyproject
