@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import textwrap
 from pathlib import Path
 
@@ -367,3 +369,30 @@ def test_deferred_install_under_the_launcher_marker(sts: StsServer, run_python: 
         check=True,
     )
     assert result.stdout.strip().startswith(ROLE_IDENTITY)
+
+
+@pytest.mark.parametrize("configured", [None, "eu-west-1"], ids=["no-region", "configured-region"])
+def test_the_tables_defaults_reach_sts(sts: StsServer, run_python: RunPython, configured: str | None) -> None:
+    # README variables table, with BRS_ROLE_ARN alone: RoleSessionName brs-autopatch.<host>,
+    # no DurationSeconds (STS's default), the STS client in the configured region else the
+    # partition's (us-east-1), and AWS_ENDPOINT_URL_STS "works too" for its endpoint.
+    result = run_python(
+        "import brs_autopatch, boto3\n"
+        "print(boto3.client('sts', region_name='ap-south-1').get_caller_identity()['Arn'])",
+        env={
+            "BRS_ROLE_ARN": ROLE,
+            "AWS_DEFAULT_REGION": configured,
+            "AWS_ENDPOINT_URL": None,
+            "AWS_ENDPOINT_URL_STS": sts.url,
+        },
+        check=True,
+    )
+    host = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", socket.gethostname())
+    session_name = f"brs-autopatch.{host}"[:64]
+    assert result.stdout.strip() == ROLE_IDENTITY + session_name
+    (call,) = sts.calls("sts:AssumeRole")
+    assert call["params"]["RoleSessionName"] == session_name
+    assert "DurationSeconds" not in call["params"]
+    assert call["region"] == (configured or "us-east-1")
+    assert call["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
+
