@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
+from conftest import REPO_ROOT, RunPython
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
 
 ROLE = "arn:aws:iam::123456789012:role/patched"
 ROLE_IDENTITY = "arn:aws:sts::123456789012:assumed-role/patched/"
@@ -396,3 +398,47 @@ def test_the_tables_defaults_reach_sts(sts: StsServer, run_python: RunPython, co
     assert call["region"] == (configured or "us-east-1")
     assert call["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
 
+
+def test_a_default_session_made_with_a_profile_before_install_is_kept(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    # README "Not covered": a default session made before install is replaced, "unless it
+    # was made with explicit keys or a profile" (keys: test_explicit_default_session_is_kept).
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[other]\naws_access_key_id = AKIDPROFILE000000000\naws_secret_access_key = p\n")
+    result = run_python(
+        textwrap.dedent("""
+        import boto3
+        boto3.setup_default_session(profile_name="other")
+        import brs_autopatch
+        print(boto3.client("sts").get_caller_identity()["Arn"])
+        print(boto3.Session().client("sts").get_caller_identity()["Arn"])
+    """),
+        env={**ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+        check=True,
+    )
+    default, new = result.stdout.split()
+    assert default == SOURCE_IDENTITY  # the profile's keys, not the role
+    assert new.startswith(ROLE_IDENTITY)
+
+
+@pytest.mark.parametrize("flag", ["-S", "-I", "-E"])
+def test_import_brs_autopatch_works_under_python_flags_that_skip_the_bootstrap(
+    sts: StsServer, aws_env: dict[str, str], tmp_path: Path, flag: str
+) -> None:
+    # README "Three ways in": `import brs_autopatch` covers this process also under
+    # python -S/-I/-E (which ignore PYTHONPATH or site): put the packages on sys.path by hand.
+    code = textwrap.dedent(f"""
+        import site, sys
+        sys.path[:0] = [{str(REPO_ROOT)!r}, *site.getsitepackages()]
+        import brs_autopatch, boto3
+        print(boto3.client("sts").get_caller_identity()["Arn"])
+    """)
+    env = child_env(aws_env, tmp_path, overrides={**ENV})
+    result = subprocess.run(
+        [sys.executable, flag, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ROLE_IDENTITY + "autopatch"
+    assert sts.count("sts:AssumeRole") == 1
