@@ -690,6 +690,30 @@ def test_plan_holds_what_the_build_needs(aws_env: dict[str, str]) -> None:
         made.hops[0].params["RoleArn"] = "x"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    "arn, configured, region",
+    [
+        ("arn:aws-cn:iam::123456789012:role/app", None, "cn-north-1"),
+        ("arn:aws-us-gov:iam::123456789012:role/app", None, "us-gov-west-1"),
+        ("arn:aws-cn:iam::123456789012:role/app", "cn-northwest-1", "cn-northwest-1"),
+    ],
+)
+def test_the_sts_region_defaults_to_the_configured_one_else_the_partitions(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, arn: str, configured: str | None, region: str
+) -> None:
+    # README BRS_STS_REGION default: "configured region, else the partition's (us-east-1,
+    # cn-north-1, ...)". The real source session looks the region up (environment here).
+    from brs_autopatch import factory, sources
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    if configured is not None:
+        monkeypatch.setenv("AWS_DEFAULT_REGION", configured)
+    made = plan.make(Settings(role_arns=(arn,)))
+    assert factory.client_kwargs(made, sources.plain_session)["region_name"] == region
+    explicit = plan.make(Settings(role_arns=(arn,), sts_region="eu-west-3"))
+    assert factory.client_kwargs(explicit, sources.plain_session)["region_name"] == "eu-west-3"
+
+
 def test_arguments_name_the_python_arguments(aws_env: dict[str, str]) -> None:
     settings = Settings(role_arns=(ROLE,), sts_client_kwargs={"config": {"connect_timeout": "soon"}})
     with pytest.raises(ConfigError, match=r"^sts_client_kwargs key 'config' option 'connect_timeout'"):
