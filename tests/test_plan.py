@@ -719,6 +719,7 @@ def test_plan_holds_what_the_build_needs(aws_env: dict[str, str]) -> None:
     [
         ("arn:aws-cn:iam::123456789012:role/app", None, "cn-north-1"),
         ("arn:aws-us-gov:iam::123456789012:role/app", None, "us-gov-west-1"),
+        ("arn:aws-iso-b:iam::123456789012:role/app", None, "us-isob-east-1"),  # botocore's data
         ("arn:aws-cn:iam::123456789012:role/app", "cn-northwest-1", "cn-northwest-1"),
     ],
 )
