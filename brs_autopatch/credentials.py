@@ -382,5 +382,24 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._fetcher = None
         self._fetching_thread = None  # a parent thread's id; a child thread may reuse it
         self._rng = random.Random()
+        self._redraw_jitter()
         if self._refresher is not None:
             self._refresher.restart_after_fork()
+
+    def _redraw_jitter(self) -> None:
+        # Pre-forked workers hold the credentials the parent fetched: with the parent's
+        # jitter they would all refresh them in the same second. A new point in the same
+        # window; the published deadline moves with it unless a backoff set it.
+        previous = self._advisory_refresh_timeout
+        self._jitter = self._rng.random()
+        if self._metadata is None:
+            return
+        self._advisory_refresh_timeout = self._schedule.advisory_at(self._jitter)
+        old_deadline = self._expiry_ts - previous
+        deadline = self._expiry_ts - self._advisory_refresh_timeout
+        key, pending_until = self._pending
+        if pending_until == old_deadline:
+            self._pending = (key, deadline)
+        frozen, fresh_until = self._published
+        if frozen is not None and fresh_until == old_deadline:
+            self._published = (frozen, deadline)

@@ -55,8 +55,21 @@ BOOLEAN_VARIABLES = frozenset(
 INTERNAL_VARIABLES = frozenset(
     {
         "BRS_BOOTSTRAP",  # brs-run -> its bootstrap (brs_autopatch.launcher)
+        "BRS_CREDENTIAL_PROCESS_ACTIVE",  # brs-run --credential-process's recursion guard
         "BRS_VENV",  # scripts/_venv.sh: which venv the scripts use
         "BRS_TEST_WORKERS",  # scripts/test: pytest-xdist workers
+        "BRS_TEST_NO_APT",  # scripts/test: no apt-get install of the AWS CLI v2
+        # scripts/test-matrix (README "Development")
+        "BRS_MATRIX",
+        "BRS_MATRIX_DIR",
+        "BRS_MATRIX_PYTEST_ARGS",
+        "BRS_REQUIRE_ASYNC",
+        # scripts/test-engines (README "How the recipes are tested")
+        "BRS_ENGINES",
+        "BRS_ENGINES_SKIP",
+        "BRS_ENGINES_SPARK",
+        "BRS_ENGINES_VENV",
+        "BRS_ENGINES_PYTHON",
     }
 )
 PREFIX = "BRS_"

@@ -21,7 +21,7 @@ from .mfa import OneUse, TokenProvider, command_provider
 from .plan import Plan, default_session_name
 from .settings import Settings
 
-__all__ = ["build", "build_from_plan", "client_kwargs", "default_session_name"]
+__all__ = ["build", "build_from_plan", "client_kwargs", "default_session_name", "partition_region"]
 
 
 def build(
@@ -106,5 +106,16 @@ def client_kwargs(checked: Plan, source: Callable[[], botocore.session.Session])
         # Same lookup botocore does (env, config file), without loading credentials.
         configured = source().get_config_variable("region")
         partition = (checked.settings.role_arn or "arn:aws").split(":")[1]
-        kwargs["region_name"] = configured or plan.PARTITION_REGION.get(partition, "us-east-1")
+        kwargs["region_name"] = configured or partition_region(partition)
     return kwargs
+
+
+def partition_region(partition: str) -> str:
+    """The region an STS client of ``partition`` uses when nothing names one."""
+    known = plan.PARTITION_REGION.get(partition)
+    if known is not None:
+        return known
+    # Another partition (aws-iso, aws-iso-b, ...): one of its own STS regions, never a
+    # region of another partition, whose STS would not answer for it.
+    regions = botocore.session.Session().get_available_regions("sts", partition_name=partition)
+    return regions[0] if regions else "us-east-1"

@@ -56,6 +56,11 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
         if settings is None:
             settings = from_env(env)
     except ConfigError as error:
+        if _switched_off(env):
+            # The kill switch works even when other settings are broken (as in brs-run).
+            logs.configure(None)
+            logger.debug("nothing patched: BRS_ENABLED is false")
+            return False
         if (env.get("BRS_ON_ERROR") or "").strip().lower() == "warn":
             logs.configure(None)
             logger.warning("brs_autopatch is not patching (BRS_ON_ERROR=warn): %s", error)
@@ -83,6 +88,18 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     importer.when_imported("botocore", _hook(state, _plan_then_patch))
     importer.when_imported("boto3", _hook(state, _patch_boto3))
     return True
+
+
+def _switched_off(env: Mapping[str, str]) -> bool:
+    """Whether BRS_ENABLED says false (a bad BRS_ENABLED itself is not "off")."""
+    from .environment import read
+    from .settings import parse_bool
+
+    raw = read(env, "BRS_ENABLED")
+    try:
+        return raw is not None and not parse_bool("BRS_ENABLED", raw)
+    except ConfigError:
+        return False
 
 
 def _hook(state: Installation, apply: Any) -> importer.Hook:

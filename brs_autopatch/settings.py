@@ -396,7 +396,8 @@ def _parse_mfa(env: Mapping[str, str], values: dict[str, Any]) -> None:
         values["mfa_token_command"] = argv
     if serial is not None and command is None:
         raise bad("BRS_MFA_TOKEN_COMMAND", None, "a command when BRS_MFA_SERIAL is set")
-    if command is not None and serial is None:
+    if command is not None and serial is None and "profile" not in values:
+        # With BRS_PROFILE the profile's mfa_serial may supply it (the plan checks then).
         raise bad("BRS_MFA_SERIAL", None, "an MFA serial when BRS_MFA_TOKEN_COMMAND is set")
     raw = _get(env, "BRS_MFA_TIMEOUT_SECONDS")
     if raw is not None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
+from conftest import REPO_ROOT, RunPython
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
 
 ROLE = "arn:aws:iam::123456789012:role/patched"
 ROLE_IDENTITY = "arn:aws:sts::123456789012:assumed-role/patched/"
@@ -289,13 +293,17 @@ def test_no_role_arn_patches_nothing_and_says_why(run_python: RunPython) -> None
     assert "nothing patched: BRS_ROLE_ARN is not set" in result.stderr
 
 
-def test_kill_switch(run_python: RunPython) -> None:
+@pytest.mark.parametrize("broken", [{}, {"BRS_DURATION_SECONDS": "soon", "BRS_PROFILE": "no such"}])
+def test_kill_switch(run_python: RunPython, broken: dict[str, str]) -> None:
+    # README: BRS_ENABLED is the kill switch; like brs-run's, it works even when other
+    # settings are broken (the program runs with botocore's own credentials, silently).
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
-        env={**ENV, "BRS_ENABLED": "0"},
+        env={**ENV, "BRS_ENABLED": "0", **broken},
         check=True,
     )
     assert result.stdout.strip() == SOURCE_IDENTITY
+    assert result.stderr == ""
 
 
 @pytest.mark.parametrize("defer", ["true", "false"])
@@ -363,3 +371,74 @@ def test_deferred_install_under_the_launcher_marker(sts: StsServer, run_python: 
         check=True,
     )
     assert result.stdout.strip().startswith(ROLE_IDENTITY)
+
+
+@pytest.mark.parametrize("configured", [None, "eu-west-1"], ids=["no-region", "configured-region"])
+def test_the_tables_defaults_reach_sts(sts: StsServer, run_python: RunPython, configured: str | None) -> None:
+    # README variables table, with BRS_ROLE_ARN alone: RoleSessionName brs-autopatch.<host>,
+    # no DurationSeconds (STS's default), the STS client in the configured region else the
+    # partition's (us-east-1), and AWS_ENDPOINT_URL_STS "works too" for its endpoint.
+    result = run_python(
+        "import brs_autopatch, boto3\n"
+        "print(boto3.client('sts', region_name='ap-south-1').get_caller_identity()['Arn'])",
+        env={
+            "BRS_ROLE_ARN": ROLE,
+            "AWS_DEFAULT_REGION": configured,
+            "AWS_ENDPOINT_URL": None,
+            "AWS_ENDPOINT_URL_STS": sts.url,
+        },
+        check=True,
+    )
+    host = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", socket.gethostname())
+    session_name = f"brs-autopatch.{host}"[:64]
+    assert result.stdout.strip() == ROLE_IDENTITY + session_name
+    (call,) = sts.calls("sts:AssumeRole")
+    assert call["params"]["RoleSessionName"] == session_name
+    assert "DurationSeconds" not in call["params"]
+    assert call["region"] == (configured or "us-east-1")
+    assert call["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
+
+
+def test_a_default_session_made_with_a_profile_before_install_is_kept(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    # README "Not covered": a default session made before install is replaced, "unless it
+    # was made with explicit keys or a profile" (keys: test_explicit_default_session_is_kept).
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[other]\naws_access_key_id = AKIDPROFILE000000000\naws_secret_access_key = p\n")
+    result = run_python(
+        textwrap.dedent("""
+        import boto3
+        boto3.setup_default_session(profile_name="other")
+        import brs_autopatch
+        print(boto3.client("sts").get_caller_identity()["Arn"])
+        print(boto3.Session().client("sts").get_caller_identity()["Arn"])
+    """),
+        env={**ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)},
+        check=True,
+    )
+    default, new = result.stdout.split()
+    assert default == SOURCE_IDENTITY  # the profile's keys, not the role
+    assert new.startswith(ROLE_IDENTITY)
+
+
+@pytest.mark.parametrize("flag", ["-S", "-I", "-E"])
+def test_import_brs_autopatch_works_under_python_flags_that_skip_the_bootstrap(
+    sts: StsServer, aws_env: dict[str, str], tmp_path: Path, flag: str
+) -> None:
+    # README "Three ways in": `import brs_autopatch` covers this process also under
+    # python -S/-I/-E (which ignore PYTHONPATH or site): put the packages on sys.path by hand.
+    code = textwrap.dedent(f"""
+        import site, sys
+        sys.path[:0] = [{str(REPO_ROOT)!r}, *site.getsitepackages()]
+        import brs_autopatch, boto3
+        print(boto3.client("sts").get_caller_identity()["Arn"])
+    """)
+    env = child_env(aws_env, tmp_path, overrides={**ENV})
+    result = subprocess.run(
+        [sys.executable, flag, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ROLE_IDENTITY + "autopatch"
+    assert sts.count("sts:AssumeRole") == 1

@@ -131,3 +131,36 @@ def test_the_readme_table_lists_every_variable_of_the_code_table() -> None:
     table = text[text.index("| variable | meaning | default |") :].split("\n\n", 1)[0]
     documented = re.findall(r"^\| `(BRS_[A-Z_]+)` \|", table, re.M)
     assert sorted(documented) == sorted(VARIABLES)
+
+
+def _readme_paragraph(start: str) -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    return text[text.index(start) :].split("\n\n", 1)[0]
+
+
+def test_the_readme_module_map_names_every_module() -> None:
+    mapped = set(re.findall(r"`([a-z_/]+(?:\.py)?)`", _readme_paragraph("* Modules follow the data flow")))
+    package = REPO_ROOT / "brs_autopatch"
+    modules = {path.stem for path in package.glob("*.py")} - {"__init__", "__main__", "_version"}
+    modules |= {f"{sub.name}/{path.name}" for sub in package.iterdir() if sub.is_dir()
+                for path in sub.glob("*.py") if path.stem != "__init__"}
+    assert modules - mapped == set(), "modules missing from the README's module map"
+
+
+def test_the_readme_tested_range_is_what_check_calls_tested() -> None:
+    from brs_autopatch.check import TESTED
+
+    line = " ".join(_readme_paragraph("**Tested range**").split())
+
+    def span(name: str, dash: str = "\N{EN DASH}") -> str:
+        low, high = TESTED[name]
+        low_text, high_text = ".".join(map(str, low)), ".".join(map(str, high))
+        return low_text if low == high else f"{low_text}{dash}{high_text}"
+
+    assert f"boto3/botocore {span('boto3')}," in line and TESTED["boto3"] == TESTED["botocore"]
+    for name in ("aiobotocore", "aioboto3", "s3fs"):
+        assert f"{name} {span(name)}" in line, (name, span(name), line)
+    # pyproject.toml's comment says the same (the dependency pins' reason).
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert f"boto3/botocore {span('boto3', '-')};" in pyproject
+    assert f"aiobotocore {span('aiobotocore', '-')}" in pyproject

@@ -133,3 +133,57 @@ def test_fork_during_the_eager_first_fetch_with_every_option_on(
     )
     assert_child_signs_as_the_role(report)
     assert 1 <= sts.count("sts:AssumeRole") <= 2  # the child may take the parent's from the cache
+
+
+# README (fork safety): a forked child gets "its own jitter". Pre-forked workers hold the
+# credentials the parent fetched; with the parent's refresh point they would all refresh
+# them in the same second (the fleet jitter exists to avoid).
+FORK_AFTER_FETCH = """
+import json, os
+import brs_autopatch, boto3
+
+credentials = boto3.Session().get_credentials()  # the installation's shared RoleCredentials
+boto3.client("sts").get_caller_identity()  # fetched: the children inherit these credentials
+parent = credentials.next_refresh_time()
+read_end, write_end = os.pipe()
+children = []
+for _ in range(8):
+    pid = os.fork()
+    if pid == 0:
+        arn = boto3.client("sts").get_caller_identity()["Arn"]
+        line = json.dumps({"arn": arn, "at": credentials.next_refresh_time()}) + "\\n"
+        os.write(write_end, line.encode())
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+os.close(write_end)
+with os.fdopen(read_end) as lines:
+    report = [json.loads(line) for line in lines]
+schedule = credentials.schedule
+expiry = credentials.expiry_time.timestamp()
+print(json.dumps({"parent": parent, "children": report, "expiry": expiry,
+                  "advisory": schedule.advisory, "mandatory": schedule.mandatory}))
+"""
+
+
+def test_forked_children_refresh_inherited_credentials_at_their_own_points(
+    sts: StsServer, run_python: RunPython, role_arn: str
+) -> None:
+    result = run_python(
+        FORK_AFTER_FETCH,
+        env={"BRS_ROLE_ARN": role_arn, "BRS_ROLE_SESSION_NAME": "forked"},
+        timeout=90,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    children = report["children"]
+    assert len(children) == 8
+    assert all(child["arn"].endswith(":assumed-role/brs-test-role/forked") for child in children)
+    assert sts.count("sts:AssumeRole") == 1  # the children sign with what they inherited
+    points = [child["at"] for child in children]
+    assert report["parent"] not in points and len(set(points)) == 8
+    # Each point lies in the upper half of the same advisory window (the jitter's range).
+    expiry, advisory, mandatory = report["expiry"], report["advisory"], report["mandatory"]
+    for point in points:
+        assert expiry - advisory - 1e-6 <= point <= expiry - (advisory + mandatory) / 2 + 1e-6

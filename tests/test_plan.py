@@ -592,6 +592,30 @@ def test_good_custom_method_module_is_imported_once_by_the_program(
     assert (tmp_path / "imports").read_text() == "imported\n"
 
 
+def test_brs_run_finds_a_custom_method_module_beside_the_script(launch: Launch, tmp_path: Path) -> None:
+    # README: a BRS_CUSTOM_METHOD module must be found "on PYTHONPATH, the current
+    # directory, the script's directory or site-packages". Here only the script's directory.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "brs_beside.py").write_text(
+        "def get():\n"
+        "    return {'access_key': 'AKIAEXAMPLEBESIDE000', 'secret_key': 'beside-secret',\n"
+        "            'token': 'beside-token', 'expiry_time': '2999-01-01T00:00:00Z'}\n"
+    )
+    (app / "main.py").write_text(
+        "import boto3\nprint(boto3.Session().get_credentials().get_frozen_credentials().access_key)\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"BRS_ROLE_ARN": None, "BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "brs_beside:get"}
+    found = launch([*MODULE, "python", str(app / "main.py")], env=env, cwd=elsewhere)
+    assert (found.returncode, found.stdout.strip()) == (0, "AKIAEXAMPLEBESIDE000"), found.stderr
+    # The control: a program whose path does not hold the module is refused up front.
+    refused = launch([*MODULE, "python", "-c", "pass"], env=env, cwd=elsewhere)
+    assert refused.returncode == 2
+    assert "no module 'brs_beside' on the program's import path" in refused.stderr
+
+
 def test_custom_module_importing_from_boto3_works_when_boto3_brings_botocore(
     run_python: RunPython, sts: StsServer, tmp_path: Path
 ) -> None:
@@ -688,6 +712,31 @@ def test_plan_holds_what_the_build_needs(aws_env: dict[str, str]) -> None:
     assert "Tags" not in made.hops[1].params
     with pytest.raises(TypeError):
         made.hops[0].params["RoleArn"] = "x"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "arn, configured, region",
+    [
+        ("arn:aws-cn:iam::123456789012:role/app", None, "cn-north-1"),
+        ("arn:aws-us-gov:iam::123456789012:role/app", None, "us-gov-west-1"),
+        ("arn:aws-iso-b:iam::123456789012:role/app", None, "us-isob-east-1"),  # botocore's data
+        ("arn:aws-cn:iam::123456789012:role/app", "cn-northwest-1", "cn-northwest-1"),
+    ],
+)
+def test_the_sts_region_defaults_to_the_configured_one_else_the_partitions(
+    aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, arn: str, configured: str | None, region: str
+) -> None:
+    # README BRS_STS_REGION default: "configured region, else the partition's (us-east-1,
+    # cn-north-1, ...)". The real source session looks the region up (environment here).
+    from brs_autopatch import factory, sources
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    if configured is not None:
+        monkeypatch.setenv("AWS_DEFAULT_REGION", configured)
+    made = plan.make(Settings(role_arns=(arn,)))
+    assert factory.client_kwargs(made, sources.plain_session)["region_name"] == region
+    explicit = plan.make(Settings(role_arns=(arn,), sts_region="eu-west-3"))
+    assert factory.client_kwargs(explicit, sources.plain_session)["region_name"] == "eu-west-3"
 
 
 def test_arguments_name_the_python_arguments(aws_env: dict[str, str]) -> None:

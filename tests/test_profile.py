@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, RunPython
-from stsclient import StsServer, child_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
 
 SOURCE_KEY = "AKIDPROFILESOURCE000"
 CONFIG = f"""
@@ -92,6 +92,41 @@ def test_explicit_brs_values_win(
     result = run_python(WHO, env=env, check=True)
     assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/prod/explicit"
     assert sts.calls("sts:AssumeRole")[0]["params"]["DurationSeconds"] == "900"
+
+
+def test_credential_source_external_id_and_mfa_serial_come_from_the_profile(
+    sts: StsServer, run_python: RunPython, tmp_path: Path
+) -> None:
+    # README: BRS_PROFILE takes role_arn, credential_source (botocore's chain, here the
+    # environment's keys), external_id and mfa_serial (with BRS_MFA_TOKEN_COMMAND).
+    config = tmp_path / "ext-config"
+    config.write_text(
+        "[profile ext]\n"
+        "role_arn = arn:aws:iam::123456789012:role/ext\n"
+        "credential_source = Environment\n"
+        "external_id = profile-external-id\n"
+        "mfa_serial = arn:aws:iam::123456789012:mfa/me\n"
+    )
+    env = {
+        "AWS_CONFIG_FILE": str(config),
+        "BRS_PROFILE": "ext",
+        "BRS_ROLE_SESSION_NAME": "ext",
+        "BRS_MFA_TOKEN_COMMAND": f"{sys.executable} -c print(123456)",
+    }
+    result = run_python(WHO, env=env, check=True)
+    assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/ext/ext"
+    (call,) = sts.calls("sts:AssumeRole")
+    assert call["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
+    assert call["params"]["ExternalId"] == "profile-external-id"
+    assert call["params"]["SerialNumber"] == "arn:aws:iam::123456789012:mfa/me"
+    assert call["params"]["TokenCode"] == "123456"
+    # A command with neither BRS_MFA_SERIAL nor a profile mfa_serial: one line, no STS call.
+    config.write_text(config.read_text().replace("mfa_serial", "# mfa_serial"))
+    refused = run_python(WHO, env=env)
+    assert refused.returncode == 1 and sts.count("sts:AssumeRole") == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "brs_autopatch.errors.ConfigError: BRS_MFA_SERIAL is not set: expected the MFA device serial or ARN"
+    )
 
 
 def _brs_run(

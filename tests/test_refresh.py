@@ -19,3 +19,20 @@ def test_backoff_grows_jittered_and_capped() -> None:
 def test_permanent_failures_wait_the_cap_at_once() -> None:
     assert refresh.Backoff(10, 100).next_delay(permanent=True) >= 90
 
+
+
+def test_the_readme_backoff_policy() -> None:
+    # README "Static stability": in the advisory window failures back off jittered and
+    # growing, capped at 5 minutes, and access-denied style errors wait the cap at once;
+    # in the mandatory window retries are spaced (at most 30 s apart, as test_storms assumes).
+    def advisory(seed: int | None = None) -> refresh.Backoff:
+        rng = random.Random(seed)
+        return refresh.Backoff(refresh.ADVISORY_BACKOFF_BASE, refresh.ADVISORY_BACKOFF_CAP, rng)
+
+    backoff = advisory(3)
+    delays = [backoff.next_delay() for _ in range(12)]
+    assert delays[0] <= 15 and max(delays) <= 300 and max(delays[-4:]) >= 150
+    assert advisory().next_delay(permanent=True) >= 0.9 * 300
+    mandatory = refresh.Backoff(refresh.MANDATORY_BACKOFF_BASE, refresh.MANDATORY_BACKOFF_CAP)
+    spaced = [mandatory.next_delay() for _ in range(12)]
+    assert spaced[0] >= 0.5 and max(spaced) <= 30

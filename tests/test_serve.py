@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
 
-from brs_autopatch.serve import CREDENTIAL_KEYS, stripped_config, stripped_credentials
+from brs_autopatch.serve import CREDENTIAL_KEYS, program_environment, stripped_config, stripped_credentials
 
 SERVE = (*MODULE, "--serve")
 NODE_DIR = REPO_ROOT / ".cache" / "node"
@@ -213,6 +213,34 @@ def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Pat
     assert stripped_credentials("[default]\naws_access_key_id = A\n[x]\naws_access_key_id = B\n").strip() == (
         "[x]\naws_access_key_id = B"
     )
+
+
+def test_the_program_environment_holds_no_source_identity_and_no_server_secret(tmp_path: Path) -> None:
+    # README "The source identity never reaches the program": every variable it lists is
+    # removed, and so are the BRS_* settings only the server needs; the table's variables
+    # are set (the token file 0600). Pure: what serve.start hands to the program.
+    removed = [
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY",
+        "AWS_SECRET_KEY", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "BRS_EXTERNAL_ID", "BRS_ASSUME_ROLE_KWARGS", "BRS_MFA_SERIAL", "BRS_MFA_TOKEN_COMMAND",
+        "BRS_MFA_TIMEOUT_SECONDS", "BRS_CACHE_DIR",
+    ]
+    env = {name: "source-value" for name in removed}
+    env |= {"HOME": str(tmp_path), "AWS_DEFAULT_REGION": "eu-west-1", "BRS_ROLE_ARN": "arn:role"}
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    child = program_environment(env, "http://127.0.0.1:1/credentials", "t" * 64, str(workdir))
+    assert not set(removed) & set(child), sorted(set(removed) & set(child))
+    assert "source-value" not in child.values()
+    assert child["AWS_DEFAULT_REGION"] == "eu-west-1"  # settings stay
+    assert child["AWS_CONTAINER_CREDENTIALS_FULL_URI"] == "http://127.0.0.1:1/credentials"
+    assert child["AWS_CONTAINER_AUTHORIZATION_TOKEN"] == "t" * 64
+    token_file = Path(child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"])
+    assert token_file.read_text() == "t" * 64 and stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    copies = {Path(child[name]).parent for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")}
+    assert copies == {workdir}
+    assert (child["BRS_METHOD"], child["BRS_DEFER_REFRESH"]) == ("served", "true")
 
 
 _names = st.sampled_from([*sorted(CREDENTIAL_KEYS), "region", "output", "retry_mode", "ca_bundle"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
@@ -69,6 +71,44 @@ def test_explicit_source_keys_sign_assume_role(
     )
     assert ":assumed-role/" in session.client("sts").get_caller_identity()["Arn"]
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == "AKIDEXPLICITSOURCE01"
+
+
+def test_profile_name_chooses_the_source_and_the_session_signs_as_the_role(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README: "Explicit keys or profile_name given to it choose the *source* credentials."
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[src]\naws_access_key_id = AKIDPROFILESOURCE001\naws_secret_access_key = p\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    session = RefreshableSession({"RoleArn": role_arn, "RoleSessionName": "from-src"}, profile_name="src")
+    assert session.client("sts").get_caller_identity()["Arn"] == assumed(role_arn, "from-src")
+    assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == "AKIDPROFILESOURCE001"
+
+
+def test_window_and_cache_keywords_are_in_force(
+    sts: StsServer, aws_env: dict[str, str], role_arn: str, tmp_path: Path
+) -> None:
+    # README: further keywords advisory_refresh_seconds, mandatory_refresh_seconds, cache_dir.
+    cache = tmp_path / "cache"
+
+    def make() -> RefreshableSession:
+        return RefreshableSession(
+            {"RoleArn": role_arn, "DurationSeconds": 3600},
+            advisory_refresh_seconds=1200,
+            mandatory_refresh_seconds=120,
+            cache_dir=str(cache),
+        )
+
+    first = make()
+    creds = first.refreshable_credentials
+    creds.get_frozen_credentials()
+    assert (creds.schedule.advisory, creds.schedule.mandatory) == (1200, 120)
+    assert [entry.suffix for entry in cache.iterdir() if entry.suffix == ".json"] == [".json"]
+    # A second session (another process would do the same) is served from the cache.
+    second = make()
+    assert second.refreshable_credentials.get_frozen_credentials() == creds.get_frozen_credentials()
+    assert second.refreshable_credentials.stats.cache_hits == 1
+    assert sts.count("sts:AssumeRole") == 1
 
 
 def test_all_assume_role_parameters_pass_through(

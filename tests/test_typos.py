@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
 
+from brs_autopatch.credential_process import GUARD_ENV
 from brs_autopatch.environment import INTERNAL_VARIABLES, VARIABLES, unknown_variables
 
 
@@ -33,6 +36,17 @@ def test_internal_empty_and_foreign_variables_are_not_typos() -> None:
     env = {name: "1" for name in INTERNAL_VARIABLES}
     env.update({"BRS_ROLE_AR": " ", "AWS_ROLE_ARN": ROLE, "XBRS_ROLE_AR": "1"})
     assert unknown_variables(env) == []
+
+
+def test_the_projects_own_tool_variables_are_not_typos() -> None:
+    # The README documents BRS_MATRIX=skip, BRS_ENGINES=0, BRS_ENGINES_SKIP=...: exported
+    # in a shell, they must not make `import brs_autopatch` warn or `brs-run --check` fail.
+    names = {GUARD_ENV}
+    for script in (REPO_ROOT / "scripts").iterdir():
+        if script.is_file():
+            names |= set(re.findall(r"\bBRS_[A-Z0-9_]*[A-Z0-9]\b", script.read_text(errors="replace")))
+    assert {"BRS_MATRIX", "BRS_ENGINES", "BRS_ENGINES_SKIP", "BRS_VENV"} <= names  # the scan works
+    assert unknown_variables(dict.fromkeys(names, "1")) == []
 
 
 @given(st.sets(st.sampled_from(sorted(VARIABLES)), max_size=8), st.text(min_size=1, max_size=20))
