@@ -217,18 +217,50 @@ def _interpreter_warning(program: str, command: str, path_variable: str | None) 
     )
 
 
-def _program_path(command: Sequence[str]) -> list[str]:
+def _program_path(command: Sequence[str], path_variable: str | None) -> list[str]:
     """Where the program will look for modules beyond brs-run's own sys.path.
 
     The current directory (``python -c``, ``-m``) and, for ``python [options] app.py``,
     the script's directory: Python puts one of them first on the program's sys.path.
     """
     path = [os.getcwd()]
-    if command and os.path.basename(command[0]).startswith("python"):
-        script = next((arg for arg in command[1:] if not arg.startswith("-")), None)
-        if script is not None and os.path.isfile(script):
-            path.insert(0, os.path.dirname(os.path.abspath(script)))
+    script = _script_of(command, path_variable)
+    if script is not None and os.path.isfile(script):
+        path.insert(0, os.path.dirname(os.path.realpath(script)))
     return path
+
+
+def _script_of(command: Sequence[str], path_variable: str | None) -> str | None:
+    """The script a command runs with Python: ``python [options] app.py``, or a ``#!``
+    script naming python (found on PATH like the program). None for ``-c``/``-m``/stdin."""
+    if not command:
+        return None
+    if not os.path.basename(command[0]).startswith("python"):
+        try:
+            found = resolve(command[0], path_variable)
+        except NotRunnable:
+            return None
+        return found if _interpreter_of(found, path_variable) is not None else None
+    args = iter(command[1:])
+    for arg in args:
+        if arg == "-" or not arg.startswith("-"):
+            return None if arg == "-" else arg
+        if arg.startswith("--"):
+            if arg == "--check-hash-based-pycs":
+                next(args, None)
+            elif arg == "--":
+                return next(args, None)
+            continue
+        # Short options, maybe bundled (-uB, -Wignore): -c/-m end the options, -W/-X take
+        # the rest of the word or the next argument.
+        for index, letter in enumerate(arg[1:], start=1):
+            if letter in "cm":
+                return None
+            if letter in "WX":
+                if index == len(arg) - 1:
+                    next(args, None)
+                break
+    return None
 
 
 def validate(env: Mapping[str, str], command: Sequence[str] = ()) -> bool:
@@ -258,7 +290,7 @@ def validate(env: Mapping[str, str], command: Sequence[str] = ()) -> bool:
             + (f"; unknown: {describe_unknown(typos)}" if typos else "")
         )
     try:
-        plan.check(settings, search_path=_program_path(command))
+        plan.check(settings, search_path=_program_path(command, env.get("PATH")))
     except ConfigError:
         raise
     except Exception as error:  # botocore missing or refusing: one line, not a traceback

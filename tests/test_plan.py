@@ -610,6 +610,17 @@ def test_brs_run_finds_a_custom_method_module_beside_the_script(launch: Launch, 
     env = {"BRS_ROLE_ARN": None, "BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "brs_beside:get"}
     found = launch([*MODULE, "python", str(app / "main.py")], env=env, cwd=elsewhere)
     assert (found.returncode, found.stdout.strip()) == (0, "AKIAEXAMPLEBESIDE000"), found.stderr
+    # Python options before the script, one taking an argument; a #! script on PATH.
+    with_options = ["python", "-W", "ignore", "-X", "dev", str(app / "main.py")]
+    found = launch([*MODULE, *with_options], env=env, cwd=elsewhere)
+    assert (found.returncode, found.stdout.strip()) == (0, "AKIAEXAMPLEBESIDE000"), found.stderr
+    tool = app / "tool"
+    tool.write_text("#!/usr/bin/env python\n" + (app / "main.py").read_text())
+    tool.chmod(0o755)
+    path = f"{app}{os.pathsep}{os.environ['PATH']}"
+    found = launch([*MODULE, "tool"], env={**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{path}"},
+                   cwd=elsewhere)
+    assert (found.returncode, found.stdout.strip()) == (0, "AKIAEXAMPLEBESIDE000"), found.stderr
     # The control: a program whose path does not hold the module is refused up front.
     refused = launch([*MODULE, "python", "-c", "pass"], env=env, cwd=elsewhere)
     assert refused.returncode == 2
@@ -922,3 +933,25 @@ def test_build_uses_the_plan_and_checks_nothing_again(aws_env: dict[str, str]) -
     broken = made._replace(settings=made.settings.replace(sts_client_kwargs={"bogus": 1}))
     credentials = factory.build_from_plan(broken)  # the plan is the truth; settings are not re-read
     assert credentials.label == ROLE
+
+
+@pytest.mark.parametrize(
+    ("args", "script"),
+    [
+        (["app.py", "-c", "x"], "app.py"),
+        (["-u", "-B", "app.py"], "app.py"),
+        (["-W", "ignore", "app.py"], "app.py"),
+        (["-Wignore", "-X", "dev", "-O", "app.py"], "app.py"),
+        (["--check-hash-based-pycs", "always", "app.py"], "app.py"),
+        (["-u", "--", "app.py"], "app.py"),
+        (["-c", "print(1)", "app.py"], None),
+        (["-uc", "print(1)"], None),
+        (["-m", "pkg.app"], None),
+        (["-"], None),
+        ([], None),
+    ],
+)
+def test_the_launcher_finds_the_script_python_will_run(args: list[str], script: str | None) -> None:
+    from brs_autopatch.launcher import _script_of
+
+    assert _script_of(["python3.11", *args], None) == script
