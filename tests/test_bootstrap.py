@@ -347,3 +347,42 @@ def test_launcher_and_bootstrap_agree_on_the_protocol() -> None:
     }
     assert constants["PROTOCOL"] == launcher.BOOTSTRAP_PROTOCOL
     assert constants["ENV"] == launcher.BOOTSTRAP_ENV == brs_autopatch.BOOTSTRAP_ENV
+
+
+# -- loading brs_autopatch with botocore -------------------------------------------------------
+
+LOADED = """\
+import sys
+before = "brs_autopatch" in sys.modules
+import boto3
+print(before, "brs_autopatch" in sys.modules, [p for p in sys.path if p.endswith("bootstrap")])
+print(boto3.client("sts").get_caller_identity()["Arn"])
+"""
+
+
+def test_brs_autopatch_arrives_with_botocore_and_the_bootstrap_leaves_sys_path(launch: Launch) -> None:
+    result = launch([*MODULE, "python", "-c", LOADED])
+    assert result.returncode == 0, result.stderr
+    assert _lines(result.stdout) == ["False True []", ASSUMED]
+
+
+def test_a_user_sitecustomize_that_imports_botocore_gets_it_patched(
+    launch: Launch, tmp_path: Path
+) -> None:
+    site = write(tmp_path / "early" / "sitecustomize.py", "import botocore.session\n").parent
+    result = launch([*MODULE, "python", "-c", LOADED], env={"PYTHONPATH": f"{site}{os.pathsep}{REPO_ROOT}"})
+    assert result.returncode == 0, result.stderr
+    assert _lines(result.stdout) == ["True True []", ASSUMED]
+
+
+def test_a_brs_autopatch_that_fails_to_load_leaves_botocore_unpatched_with_one_line(
+    launch: Launch, tmp_path: Path
+) -> None:
+    # The program puts a broken brs_autopatch first on its path before importing boto3.
+    write(tmp_path / "shadow" / "brs_autopatch" / "__init__.py", "raise RuntimeError('broken copy')\n")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path / 'shadow')!r})\n{LOADED}"
+    result = launch([*MODULE, "python", "-c", code])
+    assert result.returncode == 0, result.stderr
+    out = _lines(result.stdout)
+    assert out[0] == "False False []" and ":assumed-role/" not in out[1]  # botocore's own chain
+    assert _lines(result.stderr) == ["brs_autopatch: not patching this process: RuntimeError: broken copy"]
