@@ -952,6 +952,6 @@ def test_build_uses_the_plan_and_checks_nothing_again(aws_env: dict[str, str]) -
     ],
 )
 def test_the_launcher_finds_the_script_python_will_run(args: list[str], script: str | None) -> None:
-    from brs_autopatch.launcher import _script_of
+    from brs_autopatch.program import script_of
 
-    assert _script_of(["python3.11", *args], None) == script
+    assert script_of(["python3.11", *args], None) == script
