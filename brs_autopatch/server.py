@@ -95,10 +95,12 @@ class Credentials:
         snapshot = _snapshot(credentials)
         # Compared as served: whole seconds (what the child holds came from this answer).
         expiry = math.floor(_timestamp(snapshot["expiry_time"]))
-        due = credentials.now() >= credentials.next_refresh_time()
-        if newer_than is not None and expiry <= newer_than and due:
+        if newer_than is not None and expiry <= newer_than:
             # A child is at its window and the server still has the same credentials:
-            # take part in the refresh that is due (waits for one under way).
+            # take part in the refresh that is due, or wait for the one under way.
+            # Whether one is due is decided under the refresh lock (never from a read
+            # before it: a refresh landing in between would make the old credentials
+            # look current, and the child back off), and the credentials read again.
             credentials.refresh_in_background()
             snapshot = _snapshot(credentials)
         answer: dict[str, Any] = {

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import REPO_ROOT
@@ -31,6 +32,9 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, 
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
 
 from brs_autopatch.serve import CREDENTIAL_KEYS, program_environment, stripped_config, stripped_credentials
+
+if TYPE_CHECKING:
+    from brs_autopatch.server import Credentials
 
 SERVE = (*MODULE, "--serve")
 NODE_DIR = REPO_ROOT / ".cache" / "node"
@@ -581,37 +585,50 @@ def test_a_child_whose_server_has_nothing_newer_backs_off() -> None:
     # on every request.
     from datetime import datetime, timezone
 
+    from brs_autopatch import refresh
     from brs_autopatch.credentials import RoleCredentials
     from brs_autopatch.served import fetcher
 
-    now = [1_800_000_000.0]
-    asked = []
+    issued = 1_800_000_000.0
+    now = [issued]
+    asked: list[tuple[float, float | None]] = []  # (when, X-Brs-Newer-Than)
     expiry = datetime.fromtimestamp(now[0] + 900, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def ask(newer_than: float | None) -> dict[str, object]:
-        asked.append(newer_than)
+        asked.append((now[0], newer_than))
         return {"AccessKeyId": "ASIAX", "SecretAccessKey": "s", "Token": "t", "Expiration": expiry,
-                "BrsIssuedAt": 1_800_000_000.0}
+                "BrsIssuedAt": issued}
 
     child = RoleCredentials(lambda: fetcher(ask, "test"), label="served", clock=lambda: now[0])
     assert child.get_frozen_credentials().access_key == "ASIAX"
-    now[0] += 700  # inside the 300 s advisory window
-    for _ in range(200):
+    # The child's window starts at a jittered point (600-720 s into these 900 s
+    # credentials): go 1 s into it, wherever this run's jitter put it.
+    window = child.next_refresh_time()
+    assert issued + 600 <= window <= issued + 720, window - issued
+    for step in range(10):  # the second before the window: nothing asked
+        now[0] = window - 1.0 + step * 0.1
         assert child.get_frozen_credentials().access_key == "ASIAX"
-        now[0] += 0.1
-    # 200 requests over 20 s in the window: the first fetch, then one attempt per
-    # backoff (>= 7.5 s each), not one per request.
-    assert 2 <= len(asked) - 1 <= 3, asked
+    assert len(asked) == 1
+    for step in range(200):
+        now[0] = window + 1.0 + step * 0.1
+        assert child.get_frozen_credentials().access_key == "ASIAX"
+    attempts = [when for when, _ in asked[1:]]
+    # 200 requests over 20 s in the window: one attempt at once, then one per backoff
+    # (the first 7.5-15 s, the second 15-30 s: past these 20 s), not one per request.
+    assert len(attempts) == 2, [when - window for when in attempts]
+    assert attempts[0] == window + 1.0
+    base = refresh.ADVISORY_BACKOFF_BASE
+    assert base / 2 <= attempts[1] - attempts[0] <= base + 0.2, attempts[1] - attempts[0]
     held = datetime.strptime(expiry, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    assert asked[1:] == [held] * (len(asked) - 1)  # each attempt says what it holds
-    assert child.stats.failures == len(asked) - 1
+    assert [newer_than for _, newer_than in asked] == [None, held, held]  # each attempt says what it holds
+    assert child.stats.failures == 2
 
 
 _SLOW: dict[str, object] = {}
 
 
 def slow_sts() -> dict[str, object]:
-    """A credential method (BRS_CUSTOM_METHOD) for the test below: the 2nd call waits."""
+    """A credential method (BRS_CUSTOM_METHOD) for the tests below: the 2nd call waits."""
     import threading
 
     calls = int(str(_SLOW["calls"])) + 1
@@ -628,39 +645,139 @@ def slow_sts() -> dict[str, object]:
             "expiry_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock() + 900))}
 
 
+class _WatchedLock:
+    """A lock that tells when a thread other than its holder blocks on it."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+        self.blocked = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        import threading
+
+        me = threading.get_ident()
+        if blocking and self._holder not in (None, me):
+            self.blocked.set()
+        acquired = self._lock.acquire(blocking, timeout)
+        if acquired:
+            self._holder = me
+        return acquired
+
+    def release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _slow_server(now: list[float]) -> tuple[Credentials, float]:
+    """A server (request-path refresh on a simulated clock) after its first fetch, and
+    the expiry of those first credentials as a child holds it."""
+    import threading
+
+    from brs_autopatch.server import Credentials
+    from brs_autopatch.settings import from_env
+
+    _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
+    settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
+    server = Credentials(settings, clock=lambda: now[0], background=False)
+    first = server.answer(None)
+    assert str(first["AccessKeyId"]).endswith("1")
+    return server, datetime_seconds(first["Expiration"])
+
+
 def test_a_child_at_its_window_waits_for_the_refresh_under_way() -> None:
     # The server's background refresh is in flight when a child, holding the old
     # credentials, asks with X-Brs-Newer-Than: the child gets the new ones, and the
     # tree still made one STS call for that period.
     import threading
 
-    from brs_autopatch.server import Credentials
-    from brs_autopatch.settings import from_env
-
     now = [1_800_000_000.0]
-    _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
-    settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
-    server = Credentials(settings, clock=lambda: now[0], background=False)
-    first = server.answer(None)
-    assert first["AccessKeyId"].endswith("1")
-    held = datetime_seconds(first["Expiration"])
-    now[0] += 700  # the server's and the children's refresh is due
+    server, held = _slow_server(now)
     credentials = server.build()
+    lock = _WatchedLock()
+    credentials._refresh_lock = lock  # type: ignore[assignment]
+    # The server's refresh is due (at a jittered point of its window: go 1 s into it).
+    now[0] = credentials.next_refresh_time() + 1.0
     background = threading.Thread(target=credentials.refresh_in_background)
     background.start()
     entered = _SLOW["entered"]
-    assert isinstance(entered, threading.Event) and entered.wait(10)
-    answers: list[dict[str, object]] = []
-    child = threading.Thread(target=lambda: answers.append(server.answer(held)))
-    child.start()
-    time.sleep(0.2)
-    assert not answers, "answered the old credentials while a refresh was under way"
     release = _SLOW["release"]
-    assert isinstance(release, threading.Event)
-    release.set()
-    background.join(10)
+    assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+    try:
+        assert entered.wait(10), "the due refresh did not start"
+        answers: list[dict[str, object]] = []
+        done = threading.Event()
+
+        def child_asks() -> None:
+            try:
+                answers.append(server.answer(held))
+            finally:
+                done.set()
+
+        child = threading.Thread(target=child_asks)
+        child.start()
+        # Until the child either waits for the refresh under way or answers (bounded).
+        deadline = time.monotonic() + 10
+        while not (lock.blocked.is_set() or done.is_set()) and time.monotonic() < deadline:
+            lock.blocked.wait(0.01)
+        assert not done.is_set(), f"answered {answers} while a refresh was under way"
+        assert lock.blocked.is_set(), "the child neither waited nor answered"
+    finally:
+        release.set()
+        background.join(10)
     child.join(10)
     assert answers and str(answers[0]["AccessKeyId"]).endswith("2")
+    assert _SLOW["calls"] == 2
+
+
+def test_a_refresh_landing_while_a_child_is_answered_is_not_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The refresh under way ends right after the server read the credentials for a
+    # child holding the old ones: the child gets the new credentials (no second STS
+    # call), not the old ones, which it would take for "nothing newer" and back off.
+    import threading
+
+    now = [1_800_000_000.0]
+    server, held = _slow_server(now)
+    credentials = server.build()
+    now[0] = credentials.next_refresh_time() + 1.0
+    background = threading.Thread(target=credentials.refresh_in_background)
+    background.start()
+    entered = _SLOW["entered"]
+    release = _SLOW["release"]
+    assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+    read = credentials.snapshot
+    reads: list[Mapping[str, object] | None] = []
+
+    def read_then_let_the_refresh_land() -> Mapping[str, object] | None:
+        metadata = read()
+        reads.append(metadata)
+        if len(reads) == 1:
+            release.set()
+            background.join(10)
+            assert not background.is_alive() and _SLOW["calls"] == 2
+        return metadata
+
+    try:
+        assert entered.wait(10), "the due refresh did not start"
+        monkeypatch.setattr(credentials, "snapshot", read_then_let_the_refresh_land)
+        answer = server.answer(held)
+    finally:
+        release.set()
+        background.join(10)
+    first_read = reads[0]
+    assert first_read is not None and str(first_read["access_key"]).endswith("1")
+    assert str(answer["AccessKeyId"]).endswith("2"), answer["AccessKeyId"]
     assert _SLOW["calls"] == 2
 
 
