@@ -251,6 +251,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return execute(program, command, env)
 
 
+# Python ignores these at start-up, and an ignored signal survives exec: `yes | head`
+# under brs-run would end in "Broken pipe" errors instead of a quiet SIGPIPE.
+# subprocess's restore_signals resets the same ones for its children.
+_PYTHON_IGNORES = ("SIGPIPE", "SIGXFSZ", "SIGXFZ")
+
+
+def _restore_signals() -> list[int]:
+    """Reset the signals Python ignores to their defaults; returns the ones reset."""
+    import signal
+
+    restored = []
+    for name in _PYTHON_IGNORES:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is signal.SIG_IGN:
+            signal.signal(number, signal.SIG_DFL)
+            restored.append(number)
+    return restored
+
+
+def _ignore(numbers: list[int]) -> None:
+    import signal
+
+    for number in numbers:
+        signal.signal(number, signal.SIG_IGN)
+
+
 def execute(program: str, command: Sequence[str], env: Mapping[str, str]) -> int:
     """Replace this process with ``program`` (argv[0] as given); returns only on failure."""
     sys.stdout.flush()
@@ -259,9 +285,11 @@ def execute(program: str, command: Sequence[str], env: Mapping[str, str]) -> int
         import subprocess
 
         return subprocess.call([program, *command[1:]], env=dict(env))
+    restored = _restore_signals()
     try:
         os.execve(program, list(command), env)
     except OSError as error:
+        _ignore(restored)  # this process goes on as Python, which ignores them
         reason = error.strerror or str(error)
         if isinstance(error, FileNotFoundError):  # a #! line naming a missing interpreter
             _error(f"{command[0]}: {reason} (is its #! interpreter installed?)")

@@ -162,6 +162,19 @@ def test_exec_keeps_the_pid_and_signals_are_native(launch: Launch) -> None:
     assert int(result.stdout) == result.pid  # the shell replaced the launcher
 
 
+def test_the_program_gets_the_signal_dispositions_of_a_plain_start(launch: Launch) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals: without the
+    # reset, `yes | head` under brs-run ends in "Broken pipe" errors, not a quiet SIGPIPE.
+    pipeline = "yes | head -n 2; trap"
+    plain = launch(["sh", "-c", pipeline])
+    under = launch([*MODULE, "sh", "-c", pipeline])
+    assert (under.returncode, under.stdout, under.stderr) == (0, "y\ny\n", "")
+    assert (under.stdout, under.stderr) == (plain.stdout, plain.stderr)  # no trap '' PIPE either
+    if os.path.exists("/proc/self/status"):
+        show = "grep SigIgn /proc/self/status"
+        assert launch([*MODULE, "sh", "-c", show]).stdout == launch(["sh", "-c", show]).stdout
+
+
 def test_options_set_the_brs_variables(launch: Launch) -> None:
     other = make_role_arn("from-the-flag")
     show = "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k[:4] == 'BRS_'}))"
