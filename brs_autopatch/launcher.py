@@ -248,7 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ServeError, ConfigError) as error:
             _error(f"--serve: {error}")
             return EXIT_USAGE
+        env = _served_children_checked(env, command)
     return execute(program, command, env)
+
+
+def _served_children_checked(env: dict[str, str], command: Sequence[str]) -> dict[str, str]:
+    """--serve gave the children settings of their own (BRS_METHOD=served, no MFA...):
+    check those too and fingerprint them, so that its Python children need not check
+    them again. Settings that do not pass leave the old fingerprint: the children then
+    check everything as botocore arrives, and report it."""
+    try:
+        if not validate(env, command):
+            return env
+    except ConfigError:
+        return env
+    return {**env, BOOTSTRAP_ENV: bootstrap_value(env)}
 
 
 # Python ignores these at start-up, and an ignored signal survives exec: `yes | head`

@@ -419,6 +419,23 @@ def test_exit_codes_signals_and_wait_pass_through(launch: Launch) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, "no children"), result.stderr
 
 
+def test_served_python_children_plan_with_their_first_session(launch: Launch, sts: StsServer) -> None:
+    # The launcher checks the settings --serve gives the children (BRS_METHOD=served) and
+    # fingerprints them (brs_autopatch.checked): import boto3 loads no plan, methods, factory.
+    program = (
+        "import sys\nours = lambda: sorted(m for m in sys.modules if m.startswith('brs_autopatch.'))\n"
+        "import boto3\nprint(ours())\n"
+        "print(boto3.client('sts').get_caller_identity()['Arn'])\nprint(ours())\n"
+    )
+    result = launch([*SERVE, "python", "-c", program])
+    assert result.returncode == 0, result.stderr
+    imported, arn, after = result.stdout.splitlines()
+    planning = ("brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.factory")
+    assert "brs_autopatch.patch" in imported and not any(f"'{name}'" in imported for name in planning)
+    assert arn == ASSUMED and all(f"'{name}'" in after for name in planning)
+    assert sts.count("sts:AssumeRole") == 1
+
+
 def test_stdout_is_the_programs_alone(launch: Launch) -> None:
     # The server holds no copy of stdout: a capture ends when the program does.
     result = launch([*SERVE, "sh", "-c", "echo out"])
