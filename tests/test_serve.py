@@ -34,6 +34,9 @@ from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_
 from brs_autopatch.serve import CREDENTIAL_KEYS, program_environment, stripped_config, stripped_credentials
 
 if TYPE_CHECKING:
+    import threading
+
+    from brs_autopatch.credentials import RoleCredentials
     from brs_autopatch.server import Credentials
 
 SERVE = (*MODULE, "--serve")
@@ -713,6 +716,22 @@ def _slow_server(now: list[float]) -> tuple[Credentials, float]:
     return server, datetime_seconds(first["Expiration"])
 
 
+def _start_due_refresh(
+    now: list[float], credentials: RoleCredentials
+) -> tuple[threading.Thread, threading.Event, threading.Event]:
+    """Go 1 s into the (jittered) refresh window and start the server's refresh in a thread;
+    returns (thread, entered, release): slow_sts sets ``entered`` and waits for ``release``."""
+    import threading
+
+    now[0] = credentials.next_refresh_time() + 1.0
+    background = threading.Thread(target=credentials.refresh_in_background)
+    background.start()
+    entered = _SLOW["entered"]
+    release = _SLOW["release"]
+    assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+    return background, entered, release
+
+
 def test_a_child_at_its_window_waits_for_the_refresh_under_way() -> None:
     # The server's background refresh is in flight when a child, holding the old
     # credentials, asks with X-Brs-Newer-Than: the child gets the new ones, and the
@@ -724,13 +743,8 @@ def test_a_child_at_its_window_waits_for_the_refresh_under_way() -> None:
     credentials = server.build()
     lock = _WatchedLock()
     credentials._refresh_lock = lock  # type: ignore[assignment]
-    # The server's refresh is due (at a jittered point of its window: go 1 s into it).
-    now[0] = credentials.next_refresh_time() + 1.0
-    background = threading.Thread(target=credentials.refresh_in_background)
-    background.start()
-    entered = _SLOW["entered"]
-    release = _SLOW["release"]
-    assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+    # The server's refresh is due (at a jittered point of its window).
+    background, entered, release = _start_due_refresh(now, credentials)
     try:
         assert entered.wait(10), "the due refresh did not start"
         answers: list[dict[str, object]] = []
@@ -762,17 +776,11 @@ def test_a_refresh_landing_while_a_child_is_answered_is_not_missed(monkeypatch: 
     # The refresh under way ends right after the server read the credentials for a
     # child holding the old ones: the child gets the new credentials (no second STS
     # call), not the old ones, which it would take for "nothing newer" and back off.
-    import threading
 
     now = [1_800_000_000.0]
     server, held = _slow_server(now)
     credentials = server.build()
-    now[0] = credentials.next_refresh_time() + 1.0
-    background = threading.Thread(target=credentials.refresh_in_background)
-    background.start()
-    entered = _SLOW["entered"]
-    release = _SLOW["release"]
-    assert isinstance(entered, threading.Event) and isinstance(release, threading.Event)
+    background, entered, release = _start_due_refresh(now, credentials)
     read = credentials.snapshot
     reads: list[Mapping[str, object] | None] = []
 
