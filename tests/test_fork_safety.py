@@ -24,13 +24,15 @@ TESTS_DIR = Path(__file__).resolve().parent
 CHILD_DEADLINE = 10.0
 
 FORK_MID_FETCH = f"""
-import json, os, signal, threading, time
+import json, os, signal, sys, threading, time
 from stsclient import StsServer
 import brs_autopatch  # BRS_ROLE_ARN is set: patched when botocore arrives
 import boto3
 
 server = StsServer(os.environ["AWS_ENDPOINT_URL"])
-result = {{}}
+# Under brs-run the plan waits for the first session (brs_autopatch.checked): then it is
+# made under the installation's lock, during the fetch this test forks in.
+result = {{"planned_at_import": "brs_autopatch.plan" in sys.modules}}
 
 def first_client():
     result["parent_arn"] = boto3.client("sts").get_caller_identity()["Arn"]
@@ -77,10 +79,18 @@ print(json.dumps(result))
 """
 
 
-def fork_mid_fetch(run_python: RunPython, sts: StsServer, role_arn: str, **extra: str) -> dict[str, Any]:
+def fork_mid_fetch(
+    run_python: RunPython, sts: StsServer, role_arn: str, *, launched: Path | None = None, **extra: str
+) -> dict[str, Any]:
+    """``launched``: write the program there and start it under brs-run instead."""
     sts.fault("AssumeRole", "delay", delay_seconds=2, count=1)  # only the parent's first call
+    code = FORK_MID_FETCH
+    if launched is not None:
+        launched.write_text(FORK_MID_FETCH)
+        brs_run = f"[sys.executable, '-m', 'brs_autopatch', sys.executable, {str(launched)!r}]"
+        code = f"import os, sys\nos.execv(sys.executable, {brs_run})"
     result = run_python(
-        FORK_MID_FETCH,
+        code,
         env={
             "PYTHONPATH": os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR)]),
             "BRS_ROLE_ARN": role_arn,
@@ -92,7 +102,8 @@ def fork_mid_fetch(run_python: RunPython, sts: StsServer, role_arn: str, **extra
         check=True,
     )
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    figure("A2" + (" every option" if extra else ""), **report)
+    figure("A2" + (" every option" if extra else "") + (" brs-run" if launched else ""), **report)
+    assert report["planned_at_import"] is (launched is None)
     return report
 
 
@@ -133,6 +144,25 @@ def test_fork_during_the_eager_first_fetch_with_every_option_on(
     )
     assert_child_signs_as_the_role(report)
     assert 1 <= sts.count("sts:AssumeRole") <= 2  # the child may take the parent's from the cache
+
+
+def test_fork_during_the_first_fetch_under_brs_run_with_every_option_on(
+    sts: StsServer, run_python: RunPython, role_arn: str, tmp_path: Path
+) -> None:
+    # The launcher checked the settings: the child's plan is made with its first session,
+    # under the installation's lock, while the fetch this fork lands in is under way.
+    report = fork_mid_fetch(
+        run_python,
+        sts,
+        role_arn,
+        launched=tmp_path / "program.py",
+        BRS_CACHE_DIR=str(tmp_path / "cache"),
+        BRS_DURATION_SECONDS="900",
+        BRS_ADVISORY_REFRESH_SECONDS="600",
+        BRS_MANDATORY_REFRESH_SECONDS="120",
+    )
+    assert_child_signs_as_the_role(report)
+    assert 1 <= sts.count("sts:AssumeRole") <= 2
 
 
 # README (fork safety): a forked child gets "its own jitter". Pre-forked workers hold the
