@@ -66,6 +66,7 @@ WORKERS = 32  # threads answering requests that carry the token
 SEND_TIMEOUT = 2.0
 POLL_SECONDS = 0.2
 START_FAILED = 1  # a server's exit status when it could not start (and said why): no restart
+LOOP_FAILED = 70  # its accept-and-read loop failed: restarted
 
 
 class Credentials:
@@ -571,7 +572,7 @@ def serve(
     from .serve import PATH
 
     server = Server(listener, Gate(token), credentials, PATH)
-    thread = threading.Thread(target=server.serve_forever, args=(POLL_SECONDS,), daemon=True)
+    thread = threading.Thread(target=_serve_or_exit, args=(server,), daemon=True)
     thread.start()
     port = listener.getsockname()[1]
     logger.info("credential server on http://127.0.0.1:%s%s for process %s", port, PATH, program)
@@ -586,6 +587,16 @@ def serve(
         logger.info("credential server: refused %s requests (missing or wrong token)", refused)
     shutil.rmtree(workdir, ignore_errors=True)  # the program has ended (the supervisor does it too)
     return 0
+
+
+def _serve_or_exit(server: Server) -> None:
+    # A server that no longer answers must not look alive: end the process, and the
+    # supervisor starts another on the same socket.
+    try:
+        server.serve_forever(POLL_SECONDS)
+    except BaseException as error:
+        logger.warning("credential server: %s: %s", type(error).__name__, str(error).splitlines()[:1])
+    os._exit(LOOP_FAILED)
 
 
 def _warm(credentials: Credentials) -> None:
