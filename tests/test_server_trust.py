@@ -420,3 +420,86 @@ def test_the_token_directory_goes_with_the_program_whichever_helper_was_killed(
         assert _until(lambda: not any(_alive(p) for p in (supervisor, server) if p), 3.0)
         restarted = _tree(int(pid))
         assert restarted == (None, None)
+
+
+@contextlib.contextmanager
+def _in_process_server(role_arn: str, token: str) -> Iterator[int]:
+    """The HTTP side alone, in this process, with real credentials (the fake STS)."""
+    from brs_autopatch.server import Credentials, Gate, Server
+    from brs_autopatch.settings import from_env
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    credentials = Credentials(from_env({"BRS_ROLE_ARN": role_arn}))
+    server = Server(listener, Gate(token), credentials, "/credentials")
+    import threading
+
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        credentials.stop()
+
+
+def _closed_by_server(connection: socket.socket, within: float) -> bool:
+    connection.settimeout(within)
+    try:
+        return connection.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_beyond_the_limit_the_oldest_unfinished_connections_make_room(
+    aws_env: dict[str, str], sts: StsServer, role_arn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brs_autopatch import server
+
+    monkeypatch.setattr(server, "MAX_READING", 8)
+    monkeypatch.setattr(server, "READ_DEADLINE", 60.0)
+    token = "t" * 64
+    with _in_process_server(role_arn, token) as port:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+        try:
+            url = f"http://127.0.0.1:{port}/credentials"
+            assert _get(url, token, 5.0) == 200  # the 21st: room made for it
+            assert all(_closed_by_server(connection, 3.0) for connection in idle[:13])
+            assert not any(_closed_by_server(connection, 0.3) for connection in idle[13:])
+        finally:
+            for connection in idle:
+                connection.close()
+
+
+def test_a_connection_gets_a_deadline_for_its_whole_request_however_it_trickles(
+    aws_env: dict[str, str], sts: StsServer, role_arn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from brs_autopatch import server
+
+    monkeypatch.setattr(server, "READ_DEADLINE", 0.5)
+    token = "t" * 64
+    with _in_process_server(role_arn, token) as port:
+        silent = socket.create_connection(("127.0.0.1", port), timeout=5)
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            started = time.monotonic()
+            closed = False
+            for byte in b"GET /credentials HTTP/1.1\r\nAuthorization: ":  # a byte per 0.1 s
+                try:
+                    trickle.send(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                if _closed_by_server(trickle, 0.1):
+                    closed = True
+                    break
+            assert closed and time.monotonic() - started < 3.0  # well before the head was done
+            assert _closed_by_server(silent, 3.0)
+            assert _get(f"http://127.0.0.1:{port}/credentials", token, 5.0) == 200
+        finally:
+            silent.close()
+            trickle.close()
