@@ -25,7 +25,8 @@ Lifetime: exactly the program's. Both ignore SIGTERM, SIGINT and SIGHUP (meant f
 the program, which may still need credentials while it shuts down). A pidfd (Linux
 >= 5.3; else polling the PID) says when the program has ended, however it ended; the
 server and the supervisor then remove the directory (token file, AWS files) and exit
-within about a second. Whichever of the two outlives the other cleans up.
+within about a second. Whichever of the two outlives the other cleans up; if both were
+killed, the next ``brs-run --serve`` of the same user removes it (:func:`sweep`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -51,7 +53,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .served import ISSUED_AT_FIELD, NEWER_THAN_HEADER
-from .watch import detach, first_ended, make_private, pidfd, scrub, set_title, watcher
+from .watch import alive, detach, first_ended, make_private, pidfd, scrub, set_title, watcher
 
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
@@ -67,6 +69,7 @@ SEND_TIMEOUT = 2.0
 POLL_SECONDS = 0.2
 START_FAILED = 1  # a server's exit status when it could not start (and said why): no restart
 LOOP_FAILED = 70  # its accept-and-read loop failed: restarted
+OWNER_FILE = "program"  # in the token directory: the program's PID, for sweep()
 
 
 class Credentials:
@@ -428,6 +431,7 @@ def run(
         from . import logs
 
         logs.configure(settings.log_level)
+        settings = _with_cache(settings, workdir)
         report: int | None = status_fd
         quick = 0
         while True:
@@ -439,6 +443,8 @@ def run(
                 with contextlib.suppress(OSError):  # the server's now: brs-run sees its end
                     os.close(status_fd)
                 _preload()  # while the first server starts: a restarted one serves sooner
+                _mark(workdir, program)
+                sweep(workdir)
             if child is None:  # fork failed (EAGAIN, ENOMEM): brs-run was told, or try again
                 if first or first_ended([program], [program_fd], 0.5) is not None:
                     return START_FAILED if first else 0
@@ -469,6 +475,63 @@ def run(
                 return 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _with_cache(settings: Settings, workdir: str) -> Settings:
+    """Settings whose credentials go through a file cache, ``BRS_CACHE_DIR`` or the workdir's.
+
+    A restarted server then starts from the role credentials its predecessor got (a
+    cache hit builds no STS client, the slow part of a start) and answers at once.
+    The cache holds the role's credentials only, which the token gives anyway, in the
+    0700 token directory that goes with the program.
+    """
+    if settings.cache_dir is not None:
+        return settings
+    cache = os.path.join(workdir, "cache")
+    try:
+        os.mkdir(cache, 0o700)
+    except OSError:
+        return settings
+    return settings.replace(cache_dir=cache)
+
+
+def _mark(workdir: str, program: int) -> None:
+    # Whose directory this is, for a later sweep (see sweep()).
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(workdir, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(f"{program}\n")
+
+
+def sweep(workdir: str) -> int:
+    """Remove this user's token directories left by trees whose program has ended.
+
+    Only when both the server and its supervisor were killed (``SIGKILL``) does a
+    directory outlive its program; the next ``brs-run --serve`` in the same temporary
+    directory removes it. A directory counts only if it is a real directory (no
+    symlink), ours, named ``brs-serve-*`` and marked with its program's PID; a PID
+    that is alive (or reused) keeps it. Returns how many were removed.
+    """
+    parent, name = os.path.split(workdir)
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(parent) as entries:
+        for count, entry in enumerate(entries):
+            if count > 10_000:
+                break
+            if not entry.name.startswith("brs-serve-") or entry.name == name:
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                    continue
+                with open(os.path.join(entry.path, OWNER_FILE), encoding="ascii") as handle:
+                    pid = int(handle.read(32).strip())
+            except (OSError, ValueError):
+                continue
+            if pid > 0 and not alive(pid):
+                shutil.rmtree(entry.path, ignore_errors=True)  # fd-based: no symlink is followed
+                removed += 1
+    return removed
 
 
 def _fork_server(

@@ -61,7 +61,7 @@ def first_ended(pids: Sequence[int], fds: Sequence[int | None], timeout: float) 
         return next((pid for pid, fd in zip(pids, fds, strict=True) if fd in ready), None)
     deadline = time.monotonic() + timeout
     while True:
-        ended = next((pid for pid in pids if not _alive(pid)), None)
+        ended = next((pid for pid in pids if not alive(pid)), None)
         left = deadline - time.monotonic()
         if ended is not None or left <= 0:
             return ended
@@ -77,7 +77,7 @@ def watcher(pid: int) -> Callable[[float], bool]:
         return lambda timeout: bool(poller.poll(timeout * 1000))
 
     def poll(timeout: float) -> bool:
-        if not _alive(pid):
+        if not alive(pid):
             return True
         time.sleep(timeout)
         return False
@@ -85,7 +85,8 @@ def watcher(pid: int) -> Callable[[float], bool]:
     return poll
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended; another user's process counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

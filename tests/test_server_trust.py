@@ -395,6 +395,8 @@ def test_a_killed_server_is_back_on_the_same_port_within_a_second(
             assert again == supervisor and restarted not in (None, server)
             assert restarted is not None
             server = restarted
+        # The restarted servers started from the role's credentials in the tree's cache.
+        assert sts.count("sts:AssumeRole") == 1
         proc.stdin.close()
         assert proc.wait(timeout=10) == 0
         assert _until(lambda: not _alive(supervisor) and not _alive(server), 3.0)
@@ -421,6 +423,39 @@ def test_the_token_directory_goes_with_the_program_whichever_helper_was_killed(
         assert _until(lambda: not any(_alive(p) for p in (supervisor, server) if p), 3.0)
         restarted = _tree(int(pid))
         assert restarted == (None, None)
+
+
+def test_a_later_launch_removes_the_directory_of_a_tree_killed_whole(
+    base_env: dict[str, str], sts: StsServer, tmp_path: Path
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir(mode=0o700)
+    env = {**base_env, "TMPDIR": str(temporary)}
+    with _started(WAITING, env, tmp_path) as proc:
+        pid, _, token_file = _read_line(proc)
+        supervisor, server = _tree(int(pid))
+        assert supervisor is not None and server is not None
+        for victim in (supervisor, server, int(pid)):  # nothing left to clean up
+            os.kill(victim, signal.SIGKILL)
+        proc.wait(timeout=10)
+    left = Path(token_file).parent
+    assert _until(lambda: not _alive(supervisor) and not _alive(server), 3.0)
+    assert left.exists() and (left / "program").read_text() == f"{pid}\n"
+    # What a sweep must leave alone: a tree still running, a directory without a mark,
+    # a symlink (to a marked directory of a dead PID).
+    running = temporary / "brs-serve-running"
+    running.mkdir(mode=0o700)
+    (running / "program").write_text(f"{os.getpid()}\n")
+    unmarked = temporary / "brs-serve-unmarked"
+    unmarked.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "program").write_text(f"{pid}\n")
+    (temporary / "brs-serve-link").symlink_to(elsewhere)
+    with _started(WAITING, env, tmp_path) as proc:
+        _read_line(proc)
+        assert _until(lambda: not left.exists(), 3.0), "the next launch did not remove it"
+        assert running.exists() and unmarked.exists() and (elsewhere / "program").exists()
 
 
 @contextlib.contextmanager
