@@ -306,27 +306,27 @@ class Server:
             return
         self._forget(connection)
         if end is None:
-            _reply(connection.sock, 431, {"Code": "RequestHeaderFieldsTooLarge", "Message": "too large"})
+            _refuse(connection.sock, 431, {"Code": "RequestHeaderFieldsTooLarge", "Message": "too large"})
             return
         self._dispatch(connection.sock, connection.peer, connection.data[:end])
 
     def _dispatch(self, sock: socket.socket, peer: str, head: bytes) -> None:
         request = _parse(head)
         if request is None:
-            _reply(sock, 400, {"Code": "BadRequest", "Message": "not an HTTP request"})
+            _refuse(sock, 400, {"Code": "BadRequest", "Message": "not an HTTP request"})
             return
         method, target, headers = request
         if method != "GET":
-            _reply(sock, 405, {"Code": "MethodNotAllowed", "Message": "GET only"})
+            _refuse(sock, 405, {"Code": "MethodNotAllowed", "Message": "GET only"})
             return
         status = self.gate.status(headers.get("authorization"))
         if status != 200:
             self.gate.refuse(peer, status)
-            _reply(sock, status, {"Code": "Unauthorized" if status == 401 else "Forbidden",
-                                  "Message": "a valid authorization token is required"})
+            _refuse(sock, status, {"Code": "Unauthorized" if status == 401 else "Forbidden",
+                                   "Message": "a valid authorization token is required"})
             return
         if target.split("?", 1)[0] != self.path:
-            _reply(sock, 404, {"Code": "NotFound", "Message": f"credentials are served at {self.path}"})
+            _refuse(sock, 404, {"Code": "NotFound", "Message": f"credentials are served at {self.path}"})
             return
         self._workers.submit(self._answer, sock, _number(headers.get(NEWER_THAN_HEADER.lower())))
 
@@ -368,8 +368,7 @@ def _parse(head: bytes) -> tuple[str, str, dict[str, str]] | None:
     return parts[0], parts[1], headers
 
 
-def _reply(sock: socket.socket, status: int, payload: dict[str, Any]) -> None:
-    """Send one answer and close; a client that has left is no error (nothing to log)."""
+def _response(status: int, payload: dict[str, Any]) -> bytes:
     body = json.dumps(payload).encode("utf-8")
     head = (
         f"HTTP/1.0 {status} {HTTPStatus(status).phrase}\r\n"
@@ -377,9 +376,26 @@ def _reply(sock: socket.socket, status: int, payload: dict[str, Any]) -> None:
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
     )
+    return head.encode("ascii") + body
+
+
+def _reply(sock: socket.socket, status: int, payload: dict[str, Any]) -> None:
+    """A worker's answer: send it (blocking, bounded) and close; a client that has left
+    is no error (nothing to log)."""
     try:
-        sock.settimeout(SEND_TIMEOUT)  # blocking again, bounded: the loop never waits on a client
-        sock.sendall(head.encode("ascii") + body)
+        sock.settimeout(SEND_TIMEOUT)
+        sock.sendall(_response(status, payload))
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _refuse(sock: socket.socket, status: int, payload: dict[str, Any]) -> None:
+    """The loop's answer: one non-blocking send (a few hundred bytes fit any fresh socket's
+    buffer; a client that cannot take them gets less), then close. The loop never waits."""
+    try:
+        sock.send(_response(status, payload))
     except OSError:
         pass
     finally:
