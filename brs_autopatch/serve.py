@@ -10,9 +10,9 @@ exec it
    server and restarts it on the same socket if it dies): the intermediate child
    exits at once and is reaped here, so neither is anybody's child in the
    program's process tree (a program calling ``os.wait()`` never gets them) and
-   init reaps them when they end; they run in their own session, away from the
-   terminal's Ctrl-C, ignore the stop signals meant for the program, and watch the
-   program's PID (a pidfd) to end with it;
+   none becomes a zombie (init reaps the supervisor, the supervisor its servers);
+   they run in their own session, away from the terminal's Ctrl-C, ignore the stop
+   signals meant for the program, and watch the program's PID (a pidfd) to end with it;
 4. waits for the server's status line: at once, or with ``BRS_DEFER_REFRESH=false``
    after the first AssumeRole, whose failure ends brs-run with exit 2;
 5. returns the program's environment: the container-credentials variables, no
