@@ -6,11 +6,13 @@ exec it
 1. makes a 0700 directory holding the 0600 token file and the program's AWS files;
 2. binds the listening socket on 127.0.0.1, a random port (so the port is known
    before anything else starts, and a bind failure stops brs-run with exit 2);
-3. double-forks the server (:mod:`brs_autopatch.server`): the intermediate child
-   exits at once and is reaped here, so the server is nobody's child in the
-   program's process tree (a program calling ``os.wait()`` never gets it) and is
-   reaped by init when it ends; it runs in its own session, away from the
-   terminal's Ctrl-C, and watches the program's PID (a pidfd) to end with it;
+3. double-forks the server's supervisor (:mod:`brs_autopatch.server`, which forks the
+   server and restarts it on the same socket if it dies): the intermediate child
+   exits at once and is reaped here, so neither is anybody's child in the
+   program's process tree (a program calling ``os.wait()`` never gets them) and
+   none becomes a zombie (init reaps the supervisor, the supervisor its servers);
+   they run in their own session, away from the terminal's Ctrl-C, ignore the stop
+   signals meant for the program, and watch the program's PID (a pidfd) to end with it;
 4. waits for the server's status line: at once, or with ``BRS_DEFER_REFRESH=false``
    after the first AssumeRole, whose failure ends brs-run with exit 2;
 5. returns the program's environment: the container-credentials variables, no
@@ -248,6 +250,9 @@ def _spawn(
         code = 1
         try:
             os.close(status_read)
+            from .watch import make_private
+
+            make_private("brs-run")  # first: this process holds the source keys too
             os.setsid()  # no terminal signals; the server ends with the program instead
             if os.fork() == 0:
                 try:
