@@ -37,21 +37,27 @@ PTH_NAME = "brs_autopatch.pth"
 SITE_NAME = "brs_autopatch_site"
 _HEADER = "# brs_autopatch: written by `brs-run --install-pth`"
 
-# Run by site at every start-up of the environment's interpreters: cheap when unset (two
-# dictionary lookups); no importlib.util (contextlib, functools...) when set.
+# Run by site at every start-up of the environment's interpreters: two dictionary lookups
+# when unset. When set, it loads the bootstrap with the PathFinder already on sys.meta_path
+# (its loader's get_code reads the bootstrap's cached bytecode): importing importlib.machinery
+# would cost more than the bootstrap itself. The module name goes into sys.modules before
+# anything runs, None on failure: Debian's venvs run site-packages' .pth lines twice per
+# start-up (its site.venv() adds them, then site.main() again), and this must act once.
 _CODE = """\
 if (os.environ.get("BRS_ROLE_ARN") or os.environ.get("BRS_METHOD")) and {name!r} not in sys.modules:
+    sys.modules[{name!r}] = None
     try:
-        from importlib.machinery import ModuleSpec, SourceFileLoader
-        name, path = {name!r}, {path!r}
-        loader = SourceFileLoader(name, path)
-        module = type(sys)(name)
-        module.__file__, module.__loader__ = path, loader
-        module.__spec__ = ModuleSpec(name, loader, origin=path)
-        sys.modules[name] = module
-        loader.exec_module(module)
+        finder = [f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"][0]
+        spec = finder.find_spec("sitecustomize", [{directory!r}])
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError("no sitecustomize.py in " + {directory!r})
+        module = type(sys)({name!r})
+        module.__file__ = spec.origin
+        code = spec.loader.get_code("sitecustomize")
+        sys.modules[{name!r}] = module
+        exec(code, module.__dict__)
     except Exception as error:
-        sys.modules.pop({name!r}, None)
+        sys.modules[{name!r}] = None
         if sys.stderr is not None:
             sys.stderr.write("brs_autopatch: not patching this process (%s): %s: %s\\n"
                              % ({pth!r}, type(error).__name__, error))
@@ -67,9 +73,8 @@ def site_directory() -> str:
 
 def pth_text(directory: str, bootstrap_dir: str = BOOTSTRAP_DIR) -> str:
     """The file: two comment lines and one ``import`` line (site runs lines that start so)."""
-    path = os.path.join(bootstrap_dir, "sitecustomize.py")
     pth = os.path.join(directory, PTH_NAME)
-    code = _CODE.format(name=SITE_NAME, path=path, pth=pth)
+    code = _CODE.format(name=SITE_NAME, directory=bootstrap_dir, pth=pth)
     line = f"import os, sys; exec({code!r})"
     return (
         f"{_HEADER}; `brs-run --remove-pth` or deleting this file removes it.\n"
@@ -119,7 +124,7 @@ def _loads(directory: str) -> bool:
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("BRS_")}
     env["BRS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/brs-install-pth-check"
-    code = f"import sys; print({SITE_NAME!r} in sys.modules)"
+    code = f"import sys; print(sys.modules.get({SITE_NAME!r}) is not None)"
     try:
         result = subprocess.run(
             [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60,
