@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
+from doc_blocks import fenced
 from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env
 from test_bootstrap import USER_SITE, native_sitecustomize
 from test_launcher import Result, run_command, write
@@ -361,3 +362,35 @@ def test_the_bootstrap_and_the_line_agree_on_the_module_name() -> None:
         for target in node.targets if isinstance(target, ast.Name)
     }
     assert constants["SITE_NAME"] == pth.SITE_NAME
+
+
+# -- the docs' own text ----------------------------------------------------------------------------
+
+def test_placement_1_as_written_patches_the_example_app(
+    venv_python: Path, sts: StsServer, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    block = fenced("sitecustomize_example/README.md", "**1. A start-up line", "sh")
+    install, remove = (line for line in block.splitlines() if line.startswith(".venv/bin/brs-run"))
+    assert "--install-pth" in install and "--remove-pth" in remove
+    root = venv_python.parent.parent
+    # A venv made --without-pip has no console scripts: brs-run as pip would write it.
+    write(root / "bin" / "brs-run", f"#!{venv_python}\nimport sys\nfrom brs_autopatch.launcher import main\n"
+          "sys.exit(main())\n", mode=0o755)
+    env = {**_env(aws_env, tmp_path, BRS_ROLE_ARN=None), "DEMO_CALLS": "1", "DEMO_INTERVAL": "0"}
+    app = [str(venv_python), str(REPO_ROOT / "sitecustomize_example" / "app.py")]
+
+    def sh(line: str) -> Result:
+        return run_command(["sh", "-ec", line.replace(".venv/", f"{root}/")], env, tmp_path)
+
+    try:
+        assert sh(install).returncode == 0
+        patched = run_command(app, {**env, "BRS_ROLE_ARN": ROLE}, tmp_path)
+        assert patched.returncode == 0, patched.stderr
+        assert f" {ASSUMED_PREFIX}" in patched.stdout
+        assert sh(remove).returncode == 0
+        plain = run_command(app, {**env, "BRS_ROLE_ARN": ROLE}, tmp_path)
+        assert plain.returncode == 0, plain.stderr
+        assert ":assumed-role/" not in plain.stdout
+    finally:
+        (_site_dir(venv_python) / pth.PTH_NAME).unlink(missing_ok=True)
+    assert sts.count("sts:AssumeRole") == 1
