@@ -50,7 +50,7 @@ if (os.environ.get("BRS_ROLE_ARN") or os.environ.get("BRS_METHOD")) and {name!r}
         finder = [f for f in sys.meta_path if getattr(f, "__name__", "") == "PathFinder"][0]
         spec = finder.find_spec("sitecustomize", [{directory!r}])
         if spec is None or spec.loader is None:
-            raise FileNotFoundError("no sitecustomize.py in " + {directory!r})
+            raise FileNotFoundError({directory!r} + " is gone (brs_autopatch uninstalled?): delete this file")
         module = type(sys)({name!r})
         module.__file__ = spec.origin
         code = spec.loader.get_code("sitecustomize")
