@@ -394,3 +394,18 @@ def test_placement_1_as_written_patches_the_example_app(
     finally:
         (_site_dir(venv_python) / pth.PTH_NAME).unlink(missing_ok=True)
     assert sts.count("sts:AssumeRole") == 1
+
+
+def test_with_the_line_no_propagate_still_patches_children_and_brs_enabled_false_does_not(
+    installed: Path, sts: StsServer, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    # sitecustomize_example/README.md, placement 1: the line is the environment's, not
+    # brs-run's; a child that must run unpatched gets BRS_ENABLED=false.
+    child = "import botocore; print(hasattr(botocore, '__brs_autopatch__'))"
+    parent = (f"import os, subprocess, sys\n"
+              f"for extra in ({{}}, {{'BRS_ENABLED': 'false'}}):\n"
+              f"    env = {{**os.environ, **extra}}\n"
+              f"    subprocess.run([sys.executable, '-c', {child!r}], env=env, check=True)\n")
+    env = _env(aws_env, tmp_path, PATH=f"{installed.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = _run(installed, ["-m", "brs_autopatch", "--no-propagate", "python", "-c", parent], env, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True\nFalse\n", "")
