@@ -205,6 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(env)
 
+    if invocation.action in ("install-pth", "remove-pth"):
+        if invocation.command:
+            _error(f"--{invocation.action} runs no command\n{USAGE}")
+            return EXIT_USAGE
+        from . import pth
+
+        return pth.run(invocation.action, PROG)
+
     command = invocation.command
     if not command:
         _error(f"no command given\n{USAGE}\nTry '{PROG} --help' for more information.")

@@ -29,6 +29,8 @@ ACTION_OPTIONS: dict[str, str] = {
     "--version": "version",
     "--check": "check",
     "--credential-process": "credential-process",
+    "--install-pth": "install-pth",
+    "--remove-pth": "remove-pth",
 }
 # Shorthands: option -> (variable, value).
 SHORTHAND_OPTIONS: dict[str, tuple[str, str]] = {
@@ -76,6 +78,7 @@ USAGE = f"usage: {PROG} [options] [--] command [args...]"
 HELP = f"""{USAGE}
        {PROG} --check [options]
        {PROG} --credential-process [options]
+       {PROG} --install-pth | --remove-pth
 
 Run COMMAND with refreshing STS AssumeRole credentials in every boto3/botocore
 session of every Python process it starts. The program is not modified: {PROG}
@@ -93,6 +96,11 @@ options (only before COMMAND; `--` ends them):
   --credential-process     print the role's credentials as credential_process
                            JSON (for `credential_process = {PROG} --credential-process`
                            in an AWS config profile) and exit
+  --install-pth            write brs_autopatch.pth into this environment's
+                           site-packages: every Python of it that starts with
+                           BRS_ROLE_ARN set is patched, no launcher needed
+                           (works where a distro's own sitecustomize shadows one
+                           in site-packages); --remove-pth removes it
   --serve                  serve the role to every process of the tree, any
                            language, from a loopback container-credentials
                            endpoint (BRS_SERVE)
@@ -111,7 +119,7 @@ notes:
   - Install brs_autopatch in the environment (venv) of the Python programs you run:
     a Python from another venv or version starts unpatched (quietly).
   - `python -S`, `-I` and `-E` skip the PYTHONPATH bootstrap: use
-    `import brs_autopatch` in the program (or sitecustomize_example/) there.
+    `import brs_autopatch` in the program (or --install-pth for -I and -E) there.
   - Empty PYTHONPATH entries (which mean the current directory) are dropped,
     duplicates removed; the order of your own entries is kept.
   - BRS_ENABLED=false runs COMMAND unchanged. BRS_ON_ERROR=warn runs it unpatched,

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -428,9 +429,12 @@ def test_import_brs_autopatch_works_under_python_flags_that_skip_the_bootstrap(
 ) -> None:
     # README "Three ways in": `import brs_autopatch` covers this process also under
     # python -S/-I/-E (which ignore PYTHONPATH or site): put the packages on sys.path by hand.
+    # This venv's site-packages, named here: under -S, site.getsitepackages() in the child
+    # gives the base interpreter's (Debian: /usr/lib/python3/dist-packages...), where the
+    # venv's pyvenv.cfg is not read (before 3.14, site.py sets sys.prefix to the venv).
     code = textwrap.dedent(f"""
-        import site, sys
-        sys.path[:0] = [{str(REPO_ROOT)!r}, *site.getsitepackages()]
+        import sys
+        sys.path[:0] = [{str(REPO_ROOT)!r}, {sysconfig.get_path("purelib")!r}]
         import brs_autopatch, boto3
         print(boto3.client("sts").get_caller_identity()["Arn"])
     """)

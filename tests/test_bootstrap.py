@@ -114,6 +114,33 @@ def _program_runs(log: Path) -> list[str]:
     return [line.split(" ", 1)[1] for line in _lines(log.read_text()) if line.startswith("program ")]
 
 
+_NATIVE: dict[str, str | None] = {}
+
+
+def native_sitecustomize(python: str | os.PathLike[str]) -> str | None:
+    """The sitecustomize ``python`` runs without brs-run (no PYTHONPATH), or None.
+
+    Debian's and Ubuntu's interpreters (and venvs made from them) have one of their own,
+    /usr/lib/python3.X/sitecustomize.py, ahead of site-packages; python.org, pyenv and
+    Docker ``python:*`` builds have none. The bootstrap runs that one, as Python would.
+    """
+    key = os.fspath(python)
+    if key not in _NATIVE:
+        code = "import sys, sitecustomize; print(getattr(sitecustomize, '__file__', None))"
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith(("PYTHON", "BRS_", "USER_SITE_"))}
+        result = subprocess.run([key, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        found = result.stdout.strip() if result.returncode == 0 else "None"
+        _NATIVE[key] = None if found == "None" else found
+    return _NATIVE[key]
+
+
+def without_user_site(python: str | os.PathLike[str] = sys.executable) -> str:
+    """SHOW's first line when no sitecustomize of the user's runs: the interpreter's own
+    (a distro's), else the bootstrap, which then stays sys.modules["sitecustomize"]."""
+    return f"False {native_sitecustomize(python) or BOOTSTRAP_FILE}"
+
+
 # -- chaining the user's sitecustomize ---------------------------------------------------------
 
 def test_user_sitecustomize_on_pythonpath_runs_once_before_the_patch(
@@ -148,10 +175,19 @@ def test_user_sitecustomize_in_site_packages_runs_once(
     })
     assert result.returncode == 0, result.stderr
     out = _lines(result.stdout)
-    assert out[0].startswith("True ") and out[0].endswith(os.path.join("site-packages", "sitecustomize.py"))
+    native = native_sitecustomize(bin_dir / "python")
+    in_site_packages = os.path.join("site-packages", "sitecustomize.py")
+    if native is None or native.endswith(in_site_packages):
+        assert out[0].startswith("True ") and out[0].endswith(in_site_packages)
+        assert _program_runs(log) == [out[0].split(" ", 1)[1]]
+    else:
+        # A Debian/Ubuntu interpreter: its own sitecustomize shadows the one in site-packages,
+        # with brs-run as without (sitecustomize_example/README.md; tests/test_pth.py has the
+        # way in that works there). brs-run runs what Python would have run.
+        assert out[0] == f"False {native}"
+        assert not log.exists() or _program_runs(log) == []
     assert out[1:] == ["True", ASSUMED]
     assert result.stderr == ""
-    assert _program_runs(log) == [out[0].split(" ", 1)[1]]
 
 
 def test_raising_user_sitecustomize_is_reported_like_site_does_and_the_patch_applies(
@@ -181,7 +217,7 @@ def test_without_a_user_sitecustomize_the_bootstrap_stays_and_prints_nothing(
 ) -> None:
     result = launch([*MODULE, "python", show])
     assert result.returncode == 0, result.stderr
-    assert (result.stdout, result.stderr) == (f"False {BOOTSTRAP_FILE}\nTrue\n", "")
+    assert (result.stdout, result.stderr) == (f"{without_user_site()}\nTrue\n", "")
 
 
 # -- the guard ---------------------------------------------------------------------------------
@@ -209,7 +245,7 @@ def test_the_guard_skips_an_interpreter_brs_run_did_not_set_up(
     if value is not None:
         env["BRS_BOOTSTRAP"] = value
     quiet = run_command([sys.executable, show], env, tmp_path)
-    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, f"False {BOOTSTRAP_FILE}\nFalse\n", "")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, f"{without_user_site()}\nFalse\n", "")
     debug = run_command([sys.executable, show], dict(env, BRS_LOG_LEVEL="DEBUG"), tmp_path)
     assert debug.stdout == quiet.stdout
     assert len(_lines(debug.stderr)) == 1, debug.stderr
@@ -223,7 +259,7 @@ def test_the_guard_lets_the_interpreter_brs_run_set_up_through(
     env = dict(base_env, PYTHONPATH=f"{BOOTSTRAP_DIR}{os.pathsep}{REPO_ROOT}",
                BRS_BOOTSTRAP=bootstrap_value())
     result = run_command([sys.executable, show], env, tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"False {BOOTSTRAP_FILE}\nTrue\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{without_user_site()}\nTrue\n", "")
 
 
 def test_a_python_from_another_venv_runs_unpatched_quietly(
@@ -234,9 +270,13 @@ def test_a_python_from_another_venv_runs_unpatched_quietly(
     result = launch([*MODULE, python, show], env={"USER_SITE_LOG": str(log)})
     assert result.returncode == 0, result.stderr
     out = _lines(result.stdout)
-    assert out[0].startswith("True ")  # its own site-packages sitecustomize still ran
+    native = native_sitecustomize(python)
+    if native is None or native.endswith(os.path.join("site-packages", "sitecustomize.py")):
+        assert out[0].startswith("True ")  # its own site-packages sitecustomize still ran
+        assert _program_runs(log) == [out[0].split(" ", 1)[1]]
+    else:  # a Debian/Ubuntu interpreter's own, as without brs-run
+        assert out[0] == f"False {native}"
     assert out[1:] == ["False"]
-    assert _program_runs(log) == [out[0].split(" ", 1)[1]]
     # The launcher says so once, about the program it was given; the child is quiet.
     assert _lines(result.stderr) == [
         f"brs-run: warning: {python} runs {python}, not a Python of this environment "
@@ -318,14 +358,25 @@ def test_child_processes_are_patched_unless_propagation_is_off(
 
 # -- start-up cost ---------------------------------------------------------------------------
 
+SHOW_MODULES = """\
+import sys
+armed = [f for f in sys.meta_path if getattr(f, "brs_autopatch_finder", False)]
+print(len(armed), " ".join(sorted(sys.modules)))
+"""
+
+
 def test_an_interpreter_that_never_imports_boto3_loads_almost_nothing(launch: Launch) -> None:
-    show_modules = ["python", "-c", "import sys; print(' '.join(sorted(sys.modules)))"]
+    show_modules = ["python", "-c", SHOW_MODULES]
     plain = launch(show_modules)
     under = launch([*MODULE, *show_modules])
     assert plain.returncode == under.returncode == 0, under.stderr
-    extra = set(under.stdout.split()) - set(plain.stdout.split())
-    # Only the bootstrap: brs_autopatch itself is loaded when botocore is imported.
-    assert "sitecustomize" in extra
+    # The bootstrap ran (its finder waits for botocore), once; not without brs-run.
+    assert (plain.stdout.split()[0], under.stdout.split()[0]) == ("0", "1")
+    extra = set(under.stdout.split()[1:]) - set(plain.stdout.split()[1:])
+    # Only the bootstrap: brs_autopatch itself is loaded when botocore is imported. (Under
+    # a Debian interpreter, whose own sitecustomize runs either way, not even that name.)
+    assert extra <= {"sitecustomize"}
+    assert ("sitecustomize" in extra) == (native_sitecustomize(sys.executable) is None)
     assert {m for m in extra if m.startswith("brs_autopatch")} == set()
     heavy = {"typing", "logging", "json", "re", "threading", "dataclasses", "importlib.util",
              "contextlib", "inspect", "botocore", "boto3", "wrapt", "multiprocessing", "asyncio"}

@@ -81,7 +81,7 @@ def test_the_sitecustomize_example_launcher_recipe(
 
 
 def test_the_pythonpath_placement_as_written(sts: StsServer, aws_env: dict[str, str], tmp_path: Path) -> None:
-    block = fenced("sitecustomize_example/README.md", "**2. A directory on `PYTHONPATH`**", "sh")
+    block = fenced("sitecustomize_example/README.md", "**3. A directory on `PYTHONPATH`**", "sh")
     site = tmp_path / "brs-site"
     assert "/opt/brs-site" in block
     script = block.replace("/opt/brs-site", str(site))  # no write outside the test's directory

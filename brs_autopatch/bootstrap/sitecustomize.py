@@ -25,6 +25,14 @@ Before all that it takes its own directory off ``sys.path`` (``PYTHONPATH`` keep
 children): the program sees the ``sys.path`` it would have without brs-run, and its
 imports do not search one more directory (about 1% of ``import boto3``).
 
+The same file is the ``brs_autopatch.pth`` way in (``brs-run --install-pth``, see
+brs_autopatch.pth): that start-up line loads it under the name ``brs_autopatch_site``
+(SITE_NAME) when ``BRS_ROLE_ARN`` or ``BRS_METHOD`` is set, and :func:`_site` only does
+step 3, without a guard (the environment's owner installed the line) and without touching
+``sitecustomize``, which runs as it would without brs_autopatch. Both ways arm one finder
+per process: under brs-run in an environment with the line, the line arms it first (site
+runs ``.pth`` lines before ``sitecustomize``) and the bootstrap hands it its ``BRS_BOOTSTRAP``.
+
 It runs in every Python process under brs-run, most of which never import boto3: so no
 ``typing``, ``logging``, ``json``, ``re`` or ``importlib`` here, nothing before botocore
 is needed, and never a byte on stdout.
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
 
 PROTOCOL = "2"
 ENV = "BRS_BOOTSTRAP"
+# The module name the brs_autopatch.pth line loads this file under (brs_autopatch.pth).
+SITE_NAME = "brs_autopatch_site"
 _FALSE = ("0", "false", "no", "off")
 # Any brs_autopatch install's bootstrap directory ends like this.
 _TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
@@ -182,6 +192,8 @@ class _BeforeBotocore:
 
     bootstrap = ""
     armed = True
+    # How _arm recognises the finder of this file loaded under another name (.pth, brs-run).
+    brs_autopatch_finder = True
 
     @classmethod
     def find_spec(cls, fullname: str, path: object = None, target: object = None) -> "ModuleSpec | None":
@@ -215,15 +227,36 @@ def _main() -> None:
             return
         _debug(f"not patching this interpreter: {reason}")
         return
-    bootstrap = os.environ.get(ENV, "")
     try:
-        if "botocore" in sys.modules:  # a user sitecustomize or .pth imported it
-            _load(bootstrap)
-        else:
-            _BeforeBotocore.bootstrap = bootstrap
-            sys.meta_path.insert(0, _BeforeBotocore)
+        _arm(os.environ.get(ENV, ""))
     finally:
         _stop_propagation(here)
 
 
-_main()
+def _arm(bootstrap: str) -> None:
+    """Load brs_autopatch with botocore: once per process, whichever way in comes first."""
+    if "botocore" in sys.modules:  # a user sitecustomize or another .pth imported it
+        _load(bootstrap)
+        return
+    for finder in sys.meta_path:
+        if getattr(finder, "brs_autopatch_finder", False):
+            # Armed already (the .pth line, then brs-run's bootstrap): one finder, and
+            # brs-run's description of what it checked, if there is one.
+            if bootstrap:
+                finder.bootstrap = bootstrap  # type: ignore[attr-defined]
+            return
+    _BeforeBotocore.bootstrap = bootstrap
+    sys.meta_path.insert(0, _BeforeBotocore)
+
+
+def _site() -> None:
+    """The brs_autopatch.pth line: arm the finder unless BRS_ENABLED says no."""
+    if os.environ.get("BRS_ENABLED", "").strip().lower() in _FALSE:
+        return
+    _arm("")
+
+
+if __name__ == "sitecustomize":  # brs-run put this directory first on PYTHONPATH
+    _main()
+elif __name__ == SITE_NAME:  # loaded by the brs_autopatch.pth line
+    _site()
