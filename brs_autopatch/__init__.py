@@ -50,6 +50,9 @@ _LAZY = {
 
 # Set by brs-run for the processes it starts (see brs_autopatch.launcher).
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"
+# The directory brs-run puts first on PYTHONPATH and the .pth line loads from
+# (brs_autopatch.launcher, brs_autopatch.pth): defined here, below both.
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 
 def __getattr__(name: str) -> object:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
+from . import BOOTSTRAP_DIR
 from ._version import __version__
 from .checked import fingerprint
 from .errors import ConfigError
@@ -44,7 +45,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
 BOOTSTRAP_PROTOCOL = "2"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
 _BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .launcher import BOOTSTRAP_DIR
+from . import BOOTSTRAP_DIR
 
 PTH_NAME = "brs_autopatch.pth"
 # The bootstrap module's own constant (bootstrap/sitecustomize.py SITE_NAME): it cannot
