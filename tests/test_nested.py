@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from stsclient import DEFAULT_ACCOUNT_ID, FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 from test_launcher import ASSUMED, ROLE, SESSION, Launch, make_base_env, make_launch, write
+from test_serve import JS_CLIENT, NODE_DIR, node  # noqa: F401  (node: the fixture)
 
 from brs_autopatch import nested, plan
 from brs_autopatch.errors import ConfigError
@@ -272,3 +273,30 @@ def test_the_chained_duration_is_checked_and_names_the_variable() -> None:
 def test_a_malformed_served_role_is_one_line_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match=r"^BRS_SERVED_ROLE_ARN='nope' is not valid: expected an IAM role"):
         from_env({"BRS_METHOD": "served", "BRS_SERVED_ROLE_ARN": "nope"})
+
+
+def test_the_javascript_sdk_gets_the_profile_role_and_a_chained_one(
+    launch: Launch, sts: StsServer, tmp_path: Path, node: str,  # noqa: F811  (the fixture)
+) -> None:
+    # A client nobody here wrote: the AWS SDK for JavaScript v3 reads the container
+    # endpoint of the outer tree (BRS_PROFILE with mfa_serial) and of a nested --serve.
+    profile, text = CONFIGS["mfa_serial"]
+    config = write(tmp_path / "aws-config", text)
+    write(tmp_path / "client.js", JS_CLIENT)
+    env: dict[str, str | None] = {
+        "AWS_CONFIG_FILE": str(config), "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+        "BRS_ROLE_ARN": None, "BRS_PROFILE": profile,
+        "BRS_MFA_TOKEN_COMMAND": f"{sys.executable} -c print(123456)",
+        "NODE_PATH": str(NODE_DIR / "node_modules"), "NODE_NO_WARNINGS": "1",
+    }
+    js = f"{shlex.quote(node)} client.js"
+    code, out, err = served(launch, f"{js} && {INNER_RUN} --serve --role-arn {OTHER} {js} && {PATCHED}",
+                            env=env)
+    assert code == 0, err
+    first, chained, patched = out.split()
+    assert first.startswith(PROFILE_ASSUMED) and patched == first
+    assert chained.startswith(f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-other-role/")
+    signed = role_keys(sts)
+    assert signed[PROFILE_ROLE] == SOURCE_KEY
+    assert signed[OTHER] not in (SOURCE_KEY, FAKE_SOURCE_ACCESS_KEY_ID)
+    assert sts.count("sts:AssumeRole") == 2
