@@ -27,21 +27,29 @@ from .settings import Settings
 SERVED_ROLE_ENV = "BRS_SERVED_ROLE_ARN"
 # What the served tree's processes do not inherit from the launcher that started the
 # server: they describe how the server gets the served role, not what a child asks for.
-# BRS_PROFILE was resolved by the launcher (the AWS files the children see are copies
-# without the profile's source); BRS_DURATION_SECONDS is the served role's lifetime,
-# which a role a child chains from it could not have (1 h at most).
-NOT_INHERITED = ("BRS_PROFILE", "BRS_DURATION_SECONDS")
+# BRS_ROLE_ARN and BRS_PROFILE become BRS_SERVED_ROLE_ARN (the profile resolved by the
+# launcher: the AWS files the tree sees are copies without the profile's source), so
+# that in the tree they mean only what a process asks for itself: an inherited
+# BRS_ROLE_ARN would win over a child's own BRS_PROFILE and hand it the served role.
+# BRS_DURATION_SECONDS is the served role's lifetime, which a role chained from it
+# could not have (1 h at most).
+NOT_INHERITED = ("BRS_ROLE_ARN", "BRS_PROFILE", "BRS_DURATION_SECONDS")
 
 
 def chained_roles(settings: Settings) -> tuple[str, ...]:
     """The roles to assume on top of the served credentials; () when the served role is asked.
 
-    Outside a served tree (any method but ``served``), and where brs-run did not say
-    which role it serves (``BRS_METHOD=served`` set by hand), nothing is chained.
+    Outside a served tree (any method but ``served``) nothing is chained. Where the
+    served identity is not a role brs-run could name (a plugin's or custom method's own
+    credentials) or not known (``BRS_METHOD=served`` set by hand), every role asked for
+    is chained: it cannot be told from the served identity, and a role that turns out
+    to be the same fails at STS rather than being handed out unchecked.
     """
     asked, served = settings.role_arns, settings.served_role_arns
-    if settings.method != "served" or not asked or not served:
+    if settings.method != "served" or not asked:
         return ()
+    if not served:
+        return asked
     if asked[-1] == served[-1]:
         return ()  # the served identity: not another role
     if asked[: len(served)] == served:
@@ -74,7 +82,5 @@ def tree_environment(env: Mapping[str, str], resolved: Settings) -> dict[str, st
     """
     child = {name: value for name, value in env.items() if name not in NOT_INHERITED}
     if resolved.role_arns:
-        chain = ",".join(resolved.role_arns)
-        child["BRS_ROLE_ARN"] = chain
-        child[SERVED_ROLE_ENV] = chain
+        child[SERVED_ROLE_ENV] = ",".join(resolved.role_arns)
     return child

@@ -119,10 +119,15 @@ def _apply(
         origins[field] = f"profile {profile!r} {key}"
     raw = last.get("duration_seconds")
     if raw is not None and settings.duration_seconds is None:
-        limit = MAX_CHAINED_DURATION if len(values.get("role_arns", settings.role_arns)) > 1 else 43200
+        arns = values.get("role_arns", settings.role_arns)
+        # Inside a brs-run --serve tree, another role is chained from the served one.
+        chained = len(arns) > 1 or bool(nested.chained_roles(settings.replace(role_arns=arns)))
+        limit = MAX_CHAINED_DURATION if chained else 43200
         if not str(raw).strip().isdigit() or not 900 <= int(raw) <= limit:
+            why = " (a chained role: AWS caps its session at 1 h)" if chained else ""
             raise ConfigError(
-                f"{where} is not valid: profile {last_name!r} duration_seconds={raw!r}: expected 900-{limit}"
+                f"{where} is not valid: profile {last_name!r} duration_seconds={raw!r}: "
+                f"expected 900-{limit}{why}"
             )
         values["duration_seconds"] = int(raw)
         origins["duration_seconds"] = f"profile {last_name!r} duration_seconds"

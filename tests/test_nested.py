@@ -10,11 +10,13 @@ served role's key, never the source's).
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from stsclient import DEFAULT_ACCOUNT_ID, FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 from test_launcher import ASSUMED, ROLE, SESSION, Launch, make_base_env, make_launch, write
 from test_serve import JS_CLIENT, NODE_DIR, node  # noqa: F401  (node: the fixture)
@@ -148,6 +150,52 @@ def test_the_outer_duration_is_not_inherited_as_the_chained_one(launch: Launch, 
     assert "DurationSeconds" not in params[OTHER]  # STS's default, 1 h
 
 
+
+def test_a_profile_for_another_role_inside_a_served_tree_is_chained_too(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    # A nested BRS_PROFILE names another role: chained from the served role like any
+    # other (the served credentials are the source of every role in the tree, not the
+    # profile's source_profile), and its duration_seconds is held to the 1 h cap.
+    config = write(tmp_path / "aws-config", (
+        f"[profile other]\nrole_arn = {OTHER}\nsource_profile = keys\n\n"
+        f"[profile long]\nrole_arn = {OTHER}\nsource_profile = keys\nduration_seconds = 7200\n\n"
+        "[profile keys]\naws_access_key_id = AKIDNAMEDPROFILE0000\naws_secret_access_key = s\n"
+    ))
+    inner = (f"{PATCHED} && BRS_PROFILE=other {INNER_RUN} {PATCHED} && "
+             f"BRS_PROFILE=long {INNER_RUN} {PATCHED}; echo exit=$?")
+    _, out, err = served(launch, inner, env={"AWS_CONFIG_FILE": str(config)})
+    assert out.split() == [ASSUMED, OTHER_ASSUMED, "exit=2"], err
+    (line,) = err.strip().splitlines()
+    assert line == (
+        "brs-run: BRS_PROFILE='long' is not valid: profile 'long' duration_seconds='7200': "
+        "expected 900-3600 (a chained role: AWS caps its session at 1 h)"
+    )
+    assert_chained_from_the_served_role(sts)
+
+
+CUSTOM_METHOD = """
+import datetime
+def credentials():
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    return {"access_key": "AKIDCUSTOMMETHOD0000", "secret_key": "s", "token": "t", "expiry_time": expiry}
+"""
+
+
+def test_a_role_asked_where_a_method_own_identity_is_served_is_chained(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    # No role names the served identity (a custom method's own keys): a role asked for
+    # cannot be told from it, so it is assumed with the served keys, never skipped.
+    write(tmp_path / "lib" / "brs_nested_method.py", CUSTOM_METHOD)
+    env: dict[str, str | None] = {
+        "BRS_ROLE_ARN": None, "BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "brs_nested_method:credentials",
+        "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{tmp_path / 'lib'}",
+    }
+    _, out, err = served(launch, f"{INNER_RUN} --role-arn {OTHER} {PATCHED}; echo exit=$?", env=env)
+    assert out.split() == [OTHER_ASSUMED, "exit=0"], err
+    assert role_keys(sts) == {OTHER: "AKIDCUSTOMMETHOD0000"}
+
 # -- item 5: BRS_PROFILE under --serve ---------------------------------------------------------
 
 SOURCE_KEY = "AKIDPROFILESOURCE000"
@@ -228,8 +276,8 @@ def test_a_served_child_asking_for_the_profile_role_again_is_served(
     assert code == 0, err
     lines = out.splitlines()
     # The tree is told the role, not the profile (resolved with files it does not see).
-    assert f"BRS_SERVED_ROLE_ARN={PROFILE_ROLE}" in lines and f"BRS_ROLE_ARN={PROFILE_ROLE}" in lines
-    assert not any(line.startswith(("BRS_PROFILE=", "BRS_MFA_")) for line in lines)
+    assert f"BRS_SERVED_ROLE_ARN={PROFILE_ROLE}" in lines
+    assert not any(line.startswith(("BRS_ROLE_ARN=", "BRS_PROFILE=", "BRS_MFA_")) for line in lines)
     assert lines[-1].startswith(PROFILE_ASSUMED)
     assert sts.count("sts:AssumeRole") == 1
 
@@ -247,7 +295,8 @@ A, B, C = (make_role_arn(name) for name in ("a", "b", "c"))
     ((A,), (B,), (B,)),  # another role: on top of the served one
     ((A,), (A, B), (B,)),  # the served chain extended: the roles after it
     ((A, B), (A, C), (A, C)),  # not an extension: all of it on top
-    ((), (B,), ()),  # BRS_METHOD=served by hand: nothing to compare with
+    ((), (B,), (B,)),  # a method's own identity, or BRS_METHOD=served by hand: chained
+    ((), (), ()),
 ])
 def test_which_roles_are_chained_on_the_served_one(
     served: tuple[str, ...], asked: tuple[str, ...], chained: tuple[str, ...]
