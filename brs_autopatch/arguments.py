@@ -159,6 +159,7 @@ CHECKS: dict[str, Callable[[str, object], object]] = {
     "source_profile": _optional(_string(_PROFILE, "the name of an AWS config profile")),
     "adopt_own_keys": _boolean,
     "serve": _boolean,
+    "served_role_arns": _role_arns,
 }
 
 

@@ -56,6 +56,7 @@ INTERNAL_VARIABLES = frozenset(
     {
         "BRS_BOOTSTRAP",  # brs-run -> its bootstrap (brs_autopatch.launcher)
         "BRS_CREDENTIAL_PROCESS_ACTIVE",  # brs-run --credential-process's recursion guard
+        "BRS_SERVED_ROLE_ARN",  # brs-run --serve -> its tree: the role served (brs_autopatch.nested)
         "BRS_VENV",  # scripts/_venv.sh: which venv the scripts use
         "BRS_TEST_WORKERS",  # scripts/test: pytest-xdist workers
         "BRS_TEST_NO_APT",  # scripts/test: no apt-get install of the AWS CLI v2
@@ -220,14 +221,14 @@ _HOST = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?
 _IPV6 = r"[0-9A-Fa-f:.]{2,45}(?:%[\w.~-]+)?"
 
 
-def parse_role_chain(raw: str) -> tuple[str, ...]:
+def parse_role_chain(raw: str, name: str = "BRS_ROLE_ARN") -> tuple[str, ...]:
     # Role names may contain commas themselves: only a comma before "arn:" separates hops.
     parts = re.split(r",(?=\s*arn:)", raw) if "," in raw else [raw]
     arns = tuple(part.strip() for part in parts)
     for arn in arns:
         if not _ROLE_ARN.fullmatch(arn):
             raise bad(
-                "BRS_ROLE_ARN",
+                name,
                 raw,
                 "an IAM role ARN like arn:aws:iam::123456789012:role/NAME (any partition), "
                 "or a comma-separated chain of them",

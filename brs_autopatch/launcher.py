@@ -249,15 +249,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if warning is not None:
             sys.stderr.write(warning + "\n")
     if patch and _serving(env):  # serve.py (sockets, secrets, tempfile...) only for --serve
-        from .serve import ServeError, start_if_wanted
+        from .serve import ServeError
 
         try:
-            env = start_if_wanted(env)
+            env = _serve(env)
         except (ServeError, ConfigError) as error:
             _error(f"--serve: {error}")
             return EXIT_USAGE
         env = _served_children_checked(env, command)
     return execute(program, command, env)
+
+
+def _serve(env: dict[str, str]) -> dict[str, str]:
+    """Start the tree's credential server; the program's environment, saying which role it serves.
+
+    Inside a tree already served, the served role asked again needs no server: the outer
+    one serves this tree too (brs_autopatch.nested).
+    """
+    from . import nested, profiles
+    from .serve import start
+    from .settings import from_env
+
+    settings = from_env(env)
+    if nested.serves(settings):
+        return env
+    # BRS_PROFILE is resolved here, from the AWS files the program will not see: its
+    # processes are told the role, not the profile (whose source is not in their copies).
+    resolved, _ = profiles.resolve(settings)
+    return nested.tree_environment(start(env, settings), resolved)
 
 
 def _served_children_checked(env: dict[str, str], command: Sequence[str]) -> dict[str, str]:

@@ -195,7 +195,13 @@ def _hops(settings: Settings, mfa: bool, origin: Origin) -> list[_HopParams]:
     """(role ARN, STS parameters, carries MFA) for every hop, first to last."""
     arns: list[str | None] = list(settings.role_arns)
     if settings.method == "served":
-        arns = [None]  # brs-run --serve: the launch tree's server assumed the roles already
+        # brs-run --serve: the launch tree's server assumed the served role already; a role
+        # asked for on top of it is chained from the served credentials (brs_autopatch.nested).
+        from . import nested
+
+        chained = nested.chained_roles(settings)
+        nested.check_chained(settings, chained)
+        arns = [None, *chained]
     elif settings.method not in ("sts", "web-identity"):
         arns.insert(0, None)  # a plugin's own credentials come first, roles are assumed on top
     if not arns:

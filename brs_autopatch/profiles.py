@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import nested
 from .environment import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME, MAX_CHAINED_DURATION, parse_role_chain
 from .errors import ConfigError
 from .settings import Settings
@@ -84,6 +85,9 @@ def _apply(
     settings: Settings, hops: list[tuple[str, dict[str, Any]]], source_profile: str | None, where: str
 ) -> tuple[Settings, dict[str, str]]:
     origins: dict[str, str] = {}
+    if settings.method == "served":
+        # Inside a brs-run --serve tree the served credentials are the source of every role.
+        source_profile = None
     values: dict[str, Any] = {"source_profile": source_profile}
     if source_profile is not None:
         origins["source_profile"] = f"profile {hops[0][0]!r} source_profile"
@@ -115,15 +119,21 @@ def _apply(
         origins[field] = f"profile {profile!r} {key}"
     raw = last.get("duration_seconds")
     if raw is not None and settings.duration_seconds is None:
-        limit = MAX_CHAINED_DURATION if len(values.get("role_arns", settings.role_arns)) > 1 else 43200
+        arns = values.get("role_arns", settings.role_arns)
+        # Inside a brs-run --serve tree, another role is chained from the served one.
+        chained = len(arns) > 1 or bool(nested.chained_roles(settings.replace(role_arns=arns)))
+        limit = MAX_CHAINED_DURATION if chained else 43200
         if not str(raw).strip().isdigit() or not 900 <= int(raw) <= limit:
+            why = " (a chained role: AWS caps its session at 1 h)" if chained else ""
             raise ConfigError(
-                f"{where} is not valid: profile {last_name!r} duration_seconds={raw!r}: expected 900-{limit}"
+                f"{where} is not valid: profile {last_name!r} duration_seconds={raw!r}: "
+                f"expected 900-{limit}{why}"
             )
         values["duration_seconds"] = int(raw)
         origins["duration_seconds"] = f"profile {last_name!r} duration_seconds"
     resolved = settings.replace(**values)
-    if resolved.mfa_serial and not resolved.mfa_token_command:
+    if resolved.mfa_serial and not resolved.mfa_token_command and not nested.serves(resolved):
+        # (Inside a brs-run --serve tree the served role needs no code here: the server has it.)
         raise ConfigError(
             f"{where} is not valid: profile {first_name!r} has mfa_serial: set BRS_MFA_TOKEN_COMMAND "
             "to a command that prints the 6-digit code"

@@ -210,9 +210,12 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
 
     Raises :class:`ServeError` (one line) when it cannot start or, without deferred
     refresh, cannot get the first credentials. In a tree already served (a nested
-    ``brs-run --serve``) the outer server serves this one too.
+    ``brs-run --serve``) the outer server serves this one too, unless it asks for another
+    role: a server of its own then chains that role from the served one (brs_autopatch.nested).
     """
-    if settings.method == "served":
+    from .nested import serves
+
+    if serves(settings):
         return dict(env)
     try:
         workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700

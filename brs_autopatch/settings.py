@@ -85,6 +85,7 @@ class Settings:
         "role_arns",
         "role_session_name",
         "serve",
+        "served_role_arns",
         "source_profile",
         "sts_client_kwargs",
         "sts_endpoint_url",
@@ -120,6 +121,9 @@ class Settings:
     source_profile: str | None
     adopt_own_keys: bool
     serve: bool  # brs-run --serve (brs_autopatch.serve); no effect on the credentials
+    # Inside a brs-run --serve tree: the role chain its server assumes (BRS_SERVED_ROLE_ARN,
+    # set by brs-run). Another role asked for there is chained from it (brs_autopatch.nested).
+    served_role_arns: tuple[str, ...]
     # Field -> what the user wrote for it, when that was not a BRS_* variable (a Python
     # argument: "assume_role_kwargs", "role_arns"...). Error messages use name_of().
     origin: Mapping[str, str]
@@ -153,6 +157,7 @@ class Settings:
         source_profile: str | None = None,
         adopt_own_keys: bool = True,
         serve: bool = False,
+        served_role_arns: tuple[str, ...] = (),
         origin: Mapping[str, str] | None = None,
     ) -> None:
         values = dict(locals())
@@ -269,6 +274,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     raw = _get(env, "BRS_ROLE_ARN")
     if raw is not None:
         values["role_arns"] = parse_role_chain(raw)
+    raw = _get(env, "BRS_SERVED_ROLE_ARN")
+    if raw is not None:
+        values["served_role_arns"] = parse_role_chain(raw, "BRS_SERVED_ROLE_ARN")
     raw = _get(env, "BRS_ROLE_SESSION_NAME")
     if raw is not None:
         if not _SESSION_NAME.fullmatch(raw):
