@@ -97,6 +97,8 @@ DEFAULTS: dict[str, object] = {
     "source_profile": None,
     "adopt_own_keys": True,
     "serve": False,
+    # brs-run --serve tells its tree the served role (BRS_SERVED_ROLE_ARN, internal).
+    "served_role_arns": (),
     "origin": {},
 }
 
