@@ -48,7 +48,7 @@ import botocore.session
 
 from . import serve
 from .installation import Installation
-from .server import POLL_SECONDS, Credentials, Gate, Server
+from .server import POLL_SECONDS, Credentials, Gate, Server, Unavailable
 
 if TYPE_CHECKING:
     from .credentials import RoleCredentials
@@ -179,6 +179,8 @@ class Shared(Credentials):
     def build(self) -> RoleCredentials:
         # The object every boto3 session of the process signs with: built by the first
         # request or session, whichever comes first, and refreshed by either.
+        if not self._state.active:
+            raise Unavailable("brs_autopatch was unpatched in the serving process")
         return self._state.credentials()
 
     def stop(self) -> None:

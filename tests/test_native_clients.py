@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def test_without_brs_serve(
         assert FAKE_SOURCE_ACCESS_KEY_ID not in keys and keys
 
 
-def test_one_assume_role_for_boto3_native_clients_and_a_subprocess(
+def test_one_assume_role_for_boto3_native_clients_and_subprocesses(
     sts: StsServer, run_python: RunPython, parquet: str
 ) -> None:
     code = """
@@ -144,11 +145,19 @@ def test_one_assume_role_for_boto3_native_clients_and_a_subprocess(
             [sys.executable, "-c", "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"],
             capture_output=True, text=True, timeout=60,
         )
-        print(json.dumps({"arn": arn, "rows": rows, "child": child.stdout.strip(), "err": child.stderr}))
+        # A patched Python subprocess: BRS_METHOD=served, it asks this process's endpoint.
+        served = subprocess.run(
+            [sys.executable, "-c", "import brs_autopatch, boto3, os; "
+             "print(os.environ['BRS_METHOD'], boto3.client('sts').get_caller_identity()['Arn'])"],
+            capture_output=True, text=True, timeout=60,
+        )
+        print(json.dumps({"arn": arn, "rows": rows, "child": child.stdout.strip(), "err": child.stderr,
+                          "served": served.stdout.strip(), "served_err": served.stderr}))
     """.replace("BUCKET", BUCKET).replace("KEY", KEY)
     found = run_json(run_python, code, env={"PYTHONPATH": None})
     assert found["arn"] == ASSUMED
     assert found["child"] == ASSUMED, found["err"]
+    assert found["served"] == f"served {ASSUMED}", found["served_err"]
     assert found["rows"] == 3
     assert_no_source_signed(sts)
     assert sts.count("sts:AssumeRole") == 1
@@ -253,3 +262,49 @@ def test_a_bad_brs_serve_value_is_one_line_naming_it(run_python: RunPython) -> N
     result = run_python("import brs_autopatch", env={**ENV, "BRS_SERVE": "sometimes"})
     assert result.returncode != 0
     assert "BRS_SERVE" in result.stderr and "sometimes" in result.stderr
+
+
+def test_after_the_parent_ends_a_forked_childs_request_is_refused_at_once(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    # The fault: the process that owns the endpoint is gone. Without closing its copy of
+    # the listening socket the child's own connection would be queued by the kernel and
+    # hang until the client's timeout.
+    report = tmp_path / "child.json"
+    code = """
+        import json, os, sys, time, urllib.error, urllib.request
+        import brs_autopatch
+        url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
+        parent = os.getpid()
+        if os.fork() == 0:
+            deadline = time.monotonic() + 20
+            while os.getppid() == parent and time.monotonic() < deadline:
+                time.sleep(0.02)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            started = time.monotonic()
+            try:
+                opener.open(url, timeout=10)
+                outcome = "answered"
+            except urllib.error.URLError as error:
+                outcome = type(error.reason).__name__
+            except OSError as error:
+                outcome = type(error).__name__
+            token_file = os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]
+            result = {"outcome": outcome, "seconds": time.monotonic() - started,
+                      "orphaned": os.getppid() != parent, "dir": os.path.isdir(os.path.dirname(token_file))}
+            with open(sys.argv[1] + ".tmp", "w") as f:
+                json.dump(result, f)
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+            os._exit(0)
+        print("{}")
+    """
+    result = run_python(textwrap.dedent(code), args=[str(report)], env=ENV, timeout=60)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 30
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = json.loads(report.read_text())
+    assert found["orphaned"] is True
+    assert found["outcome"] == "ConnectionRefusedError", found
+    assert found["seconds"] < 2.0
+    assert found["dir"] is False  # the parent removed it at exit
