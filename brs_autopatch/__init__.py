@@ -2,7 +2,9 @@
 
 ``import brs_autopatch`` installs the patch when ``BRS_ROLE_ARN`` is set (and
 ``BRS_ENABLED`` is not false). It never imports boto3 or botocore itself: the patch
-is applied when botocore is imported, or at once if it already is.
+is applied when botocore is imported, or at once if it already is. The exception is
+``BRS_SERVE=true`` (:mod:`brs_autopatch.inprocess`), which resolves the source
+credentials with botocore before it serves the role to native clients.
 """
 
 from __future__ import annotations

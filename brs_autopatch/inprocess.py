@@ -112,9 +112,9 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700
         except OSError as error:
             raise serve.ServeError(f"cannot create the token directory: {error.strerror or error}") from None
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             try:
-                listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 listener.bind(("127.0.0.1", 0))
                 listener.listen(128)
             except OSError as error:
@@ -123,6 +123,7 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             url = f"http://127.0.0.1:{listener.getsockname()[1]}{serve.PATH}"
             served = serve.program_environment(original, url, token, workdir)
         except BaseException:
+            listener.close()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         state.source = source
@@ -156,9 +157,13 @@ def _source(state: Installation) -> Callable[[], Any]:
     The region still comes from the environment and the stripped config file, which
     keeps the selected profile's settings.
     """
-    from . import sources
+    from . import failures, sources
 
-    credentials = sources.plain_session(state.settings.source_profile).get_credentials()
+    try:
+        credentials = sources.plain_session(state.settings.source_profile).get_credentials()
+    except Exception as error:  # an SSO login expired, a failing credential_process...
+        cause, _ = failures.describe_error(error)
+        raise serve.ServeError(f"cannot resolve the source credentials: {cause}") from None
 
     def session() -> botocore.session.Session:
         made = botocore.session.Session()

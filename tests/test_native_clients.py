@@ -308,3 +308,39 @@ def test_after_the_parent_ends_a_forked_childs_request_is_refused_at_once(
     assert found["outcome"] == "ConnectionRefusedError", found
     assert found["seconds"] < 2.0
     assert found["dir"] is False  # the parent removed it at exit
+
+
+@pytest.mark.parametrize("on_error", ["raise", "warn"])
+def test_a_source_that_cannot_be_resolved_is_one_line_and_leaves_the_environment(
+    run_python: RunPython, tmp_path: Path, on_error: str
+) -> None:
+    # The fault: the source is a credential_process that fails. Serving would strip the
+    # environment and then have nothing to assume the role with.
+    config = tmp_path / "config"
+    config.write_text("[default]\ncredential_process = sh -c 'echo broken >&2; exit 3'\n")
+    code = """
+        import json, os
+        try:
+            import brs_autopatch
+            outcome = "imported"
+        except Exception as error:
+            outcome = f"{type(error).__name__}: {error}"
+        print(json.dumps({"outcome": outcome, "served": "AWS_CONTAINER_CREDENTIALS_FULL_URI" in os.environ,
+                          "config": os.environ.get("AWS_CONFIG_FILE")}))
+    """
+    env: dict[str, str | None] = {
+        "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_CONFIG_FILE": str(config),
+        "BRS_ON_ERROR": on_error,
+    }
+    result = run_python(textwrap.dedent(code), env={**ENV, **env}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["served"] is False and found["config"] == str(config)
+    if on_error == "raise":
+        expected = "ConfigError: BRS_SERVE=true: cannot resolve the source credentials"
+        assert found["outcome"].startswith(expected)
+        assert "\n" not in found["outcome"]
+    else:
+        assert found["outcome"] == "imported"
+        lines = [line for line in result.stderr.splitlines() if "not serving" in line]
+        assert len(lines) == 1 and "cannot resolve the source credentials" in lines[0], result.stderr
