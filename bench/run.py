@@ -273,7 +273,8 @@ def _write_markdown(path: Path, tables: dict[str, Table], targets: Table, total:
             lines += [tables[key].markdown(), ""]
     lines += [targets.markdown(), ""]
     from .async_scenarios import kept_section  # measured in another venv: keep it
+    from .bench_inprocess_serve import kept_section as kept_inprocess  # its own script
 
-    lines += [kept_section(path)]
+    lines += [kept_inprocess(path), kept_section(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))

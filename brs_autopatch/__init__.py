@@ -2,7 +2,9 @@
 
 ``import brs_autopatch`` installs the patch when ``BRS_ROLE_ARN`` is set (and
 ``BRS_ENABLED`` is not false). It never imports boto3 or botocore itself: the patch
-is applied when botocore is imported, or at once if it already is.
+is applied when botocore is imported, or at once if it already is. The exception is
+``BRS_SERVE=true`` (:mod:`brs_autopatch.inprocess`), which resolves the source
+credentials with botocore before it serves the role to native clients.
 """
 
 from __future__ import annotations
@@ -113,7 +115,32 @@ def _autoinstall() -> None:
     from .patch import install
 
     _warn_unknown_variables()
-    install()
+    if install() and os.environ.get("BRS_SERVE"):
+        # Only then: the server code, sockets and botocore stay out of every other import.
+        _serve_in_process()
+
+
+def _serve_in_process() -> None:
+    """BRS_SERVE=true: the credential endpoint in this process (brs_autopatch.inprocess)."""
+    from .patch import installed
+
+    state = installed()
+    if state is None or not state.settings.serve:
+        return
+    from .errors import ConfigError
+    from .inprocess import start
+    from .serve import ServeError
+
+    try:
+        start(state)
+    except ServeError as error:
+        if state.settings.on_error != "warn":
+            raise ConfigError(f"BRS_SERVE=true: {error}") from None
+        import logging
+
+        logging.getLogger("brs_autopatch").warning(
+            "brs_autopatch is not serving (BRS_ON_ERROR=warn): BRS_SERVE=true: %s", error
+        )
 
 
 _autoinstall()

@@ -79,6 +79,9 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._fetching_thread: int | None = None
         super().__init__(refresh_using=self._guarded_fetch, method=METHOD, time_fetcher=self._utcnow)
         self.label = label
+        # The setting that limits the credentials' lifetime, for a presigned URL's warning
+        # (brs_autopatch.presign); the factory names it.
+        self.presign_advice = "raise the role's session duration"
         self.stats = RefreshStats()
         self._factory = fetcher_factory
         self._fetcher: Fetch | None = None
@@ -171,6 +174,40 @@ class RoleCredentials(DeferredRefreshableCredentials):
         """The current credentials' metadata (keys, expiry, issue time) as one consistent
         read, or None before the first fetch. Never fetches. For the credential server."""
         return self._metadata
+
+    def ensure_lasting(self, seconds: float, slack: float) -> float:
+        """Refresh now if that makes the credentials last ``seconds`` more; for presigned URLs.
+
+        A URL signed with temporary credentials stops working when they expire, whatever
+        its ExpiresIn. No STS call when the current credentials last long enough, or
+        when a refresh would gain at most ``slack`` seconds (they are about as fresh as
+        the role gives: a 1-hour URL signed with 1-hour credentials). Otherwise one
+        refresh under botocore's lock: threads waiting on it re-check and sign with its
+        result. A failed refresh is logged by :meth:`_fetch` and leaves the current
+        credentials in place. Returns the seconds the signing credentials have left.
+        """
+        self.get_frozen_credentials()  # fetched, and not inside a window
+        if self._fetching_thread == threading.get_ident() or not self._would_gain(seconds, slack):
+            return self._expiry_ts - self._clock()
+        with self._refresh_lock:
+            if self._would_gain(seconds, slack):  # not done by the thread we waited for
+                # botocore's refresh step, in advisory mode, as the background refresher
+                # does: a failure is logged and backed off, never raised from here.
+                self._protected_refresh(is_mandatory=False)  # type: ignore[attr-defined]
+        self._publish()
+        return self._expiry_ts - self._clock()
+
+    def _would_gain(self, seconds: float, slack: float) -> bool:
+        if self._metadata is None:
+            return False
+        now = self._clock()
+        left = self._expiry_ts - now
+        if left >= seconds - slack or now < self._retry_after:
+            return False  # long enough, or backing off after a failed refresh
+        # What the role gave last time is what a refresh gives (STS answers the same
+        # DurationSeconds): refresh only if that beats what is left by more than slack.
+        lifetime = self._expiry_ts - float(self._metadata.get("issued_at", now))
+        return min(lifetime, seconds) - left > slack
 
     @property
     def expiry_time(self) -> datetime:

@@ -42,7 +42,8 @@ VARIABLES: dict[str, str] = {
     "BRS_CUSTOM_METHOD": "package.module:callable for the custom method",
     "BRS_PROFILE": "take the role (role_arn, source_profile, mfa_serial, ...) from this AWS config profile",
     "BRS_ADOPT_OWN_KEYS": "explicit keys that these credentials issued get the refreshing ones, default true",
-    "BRS_SERVE": "brs-run only: serve the role to the whole launch tree, any language (--serve)",
+    "BRS_SERVE": "serve the role to clients that do not use botocore: the launch tree (brs-run --serve), "
+    "or from inside the process (import brs_autopatch)",
 }
 
 # The settings that take a boolean: brs-run gives them --x / --no-x options. A boolean

@@ -13,7 +13,7 @@ from typing import Any
 
 import botocore.session
 
-from . import methods, plan, sources
+from . import methods, plan, presign, sources
 from .cache import FileCache
 from .credentials import RoleCredentials
 from .errors import ConfigError
@@ -94,6 +94,7 @@ def build_from_plan(
             previous=previous,
         )
     assert credentials is not None
+    credentials.presign_advice = presign.advice(settings, chained=len(checked.hops) > 1)
     if start:
         credentials.start()
     return credentials

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .settings import Settings
@@ -38,6 +38,9 @@ class Installation:
         self.plan: Plan | None = None
         # The environment the settings were read from (None: given as Settings).
         self.environ: Mapping[str, str] | None = None
+        # Where the STS client gets the source credentials (None: botocore's chain, read
+        # when needed). BRS_SERVE in-process sets it: the environment no longer has them.
+        self.source: Callable[[], Any] | None = None
         self._credentials: RoleCredentials | None = None
         self._lock = threading.Lock()
         _live.add(self)
@@ -53,12 +56,13 @@ class Installation:
             return built
         with self._lock:
             if self._credentials is None:
-                from . import factory
+                from . import factory, sources
 
+                source = self.source or sources.plain_session
                 if self.plan is not None:
-                    built = factory.build_from_plan(self.plan, start=False)
+                    built = factory.build_from_plan(self.plan, source=source, start=False)
                 else:
-                    built = factory.build(self.settings, start=False)
+                    built = factory.build(self.settings, source=source, start=False)
                 self._credentials = built
             else:
                 return self._credentials

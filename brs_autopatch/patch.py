@@ -260,6 +260,11 @@ def _is_ours(session: Any, state: Installation) -> bool:
     return getattr(resolver, "state", None) is state
 
 
+def installed() -> Installation | None:
+    """The installation the last install() made, active or waiting for botocore."""
+    return _installed
+
+
 def current() -> Installation | None:
     """The active installation, if botocore is imported and patched."""
     state: Installation | None = getattr(sys.modules.get("botocore"), MARKER, None)

@@ -107,6 +107,10 @@ def patch_session(session: botocore.session.Session, state: Installation) -> Non
 
     if not aio.patch_session(session, state):
         session.register_component("credential_provider", RoleFirstResolver(session, state))
+    if aio.session_kind(type(session)) != "unknown":
+        from . import presign
+
+        presign.register(session)
     if state.settings.adopt_own_keys and aio.session_kind(type(session)) != "unknown":
         from . import adopt
 

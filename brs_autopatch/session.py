@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from . import factory, plan, sources
+from . import factory, plan, presign, sources
 from .arguments import CHECKS, bad_argument
 from .arguments import role_arn as check_role_arn
 from .credentials import RoleCredentials
@@ -65,6 +65,7 @@ class RefreshableSession(boto3.Session):
             origin=plan.ARGUMENTS,  # errors name the arguments, not BRS_* variables
         )
         sources.use_credentials(self._session, self._brs_credentials)
+        presign.register(self._session)
 
     @property
     def role_arn(self) -> str:
