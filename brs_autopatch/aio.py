@@ -151,7 +151,9 @@ class AsyncRoleFirstResolver(RoleFirstResolver):
             found = self._role_provider.load()
         else:
             # defer_refresh=False fetches once while building: not on the event loop.
-            found = await _to_thread(self._role_provider.load, _uses_anyio(self._session))
+            from .aio_credentials import to_thread
+
+            found = await to_thread(self._role_provider.load, _uses_anyio(self._session))
         return self._view(found) if found is not None else None
 
     def _view(self, credentials: Credentials | Any) -> Any:
@@ -161,13 +163,3 @@ class AsyncRoleFirstResolver(RoleFirstResolver):
 
             return AioRoleCredentials(credentials, use_anyio=_uses_anyio(self._session))
         return credentials
-
-
-async def _to_thread(function: Any, use_anyio: bool) -> Any:
-    if use_anyio:
-        import anyio.to_thread
-
-        return await anyio.to_thread.run_sync(function)
-    import asyncio
-
-    return await asyncio.to_thread(function)

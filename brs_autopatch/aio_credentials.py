@@ -273,3 +273,16 @@ class AioRoleCredentials:
     def refresh_needed(self, refresh_in: int | None = None) -> bool:
         needed: bool = self._shared.refresh_needed(refresh_in)
         return needed
+
+
+async def to_thread(function: Any, use_anyio: bool) -> Any:
+    """Run a blocking call (an STS refresh) off the event loop, in the session's async backend.
+
+    Shared by the async provider (:mod:`brs_autopatch.aio`) and async presigning
+    (:mod:`brs_autopatch.presign`).
+    """
+    if use_anyio:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(function)
+    return await asyncio.to_thread(function)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 # that must not happen half-way through importing server -> served -> methods.
 import botocore.session
 
-from . import serve
+from . import nested, profiles, serve
 from .installation import Installation
 from .server import POLL_SECONDS, Credentials, Gate, Server, Unavailable
 
@@ -59,7 +59,7 @@ logger = logging.getLogger("brs_autopatch")
 class Endpoint:
     """The running endpoint: its server thread, directory and the process that owns them."""
 
-    def __init__(self, url: str, workdir: str, server: Any, thread: threading.Thread) -> None:
+    def __init__(self, url: str, workdir: str, server: Server, thread: threading.Thread) -> None:
         self.url = url
         self.workdir = workdir
         self.server = server
@@ -81,7 +81,7 @@ class Endpoint:
         # The serving thread is the parent's; the child's copy of the listening socket
         # would make the kernel queue connections nobody here accepts.
         with contextlib.suppress(OSError):
-            self.server.socket.close()
+            self.server.listener.close()
 
 
 _endpoint: Endpoint | None = None
@@ -121,7 +121,14 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
                 raise serve.ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
             token = secrets.token_hex(32)
             url = f"http://127.0.0.1:{listener.getsockname()[1]}{serve.PATH}"
-            served = serve.program_environment(original, url, token, workdir)
+            # As brs-run --serve tells its tree: which role is served (BRS_PROFILE resolved
+            # from the real files), not BRS_ROLE_ARN/BRS_PROFILE, which in the tree mean what
+            # a child asks for itself (brs_autopatch.nested): a child inheriting this
+            # process's BRS_ROLE_ARN would otherwise chain a second AssumeRole.
+            resolved, _ = profiles.resolve(state.settings)
+            served = nested.tree_environment(
+                serve.program_environment(original, url, token, workdir), resolved
+            )
         except BaseException:
             listener.close()
             shutil.rmtree(workdir, ignore_errors=True)

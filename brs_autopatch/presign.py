@@ -79,10 +79,10 @@ def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
             shared, use_anyio = _role_credentials(args[0] if args else None)
             seconds = expires_in(args, kwargs)
             if shared is not None and seconds is not None:
-                from .aio import _to_thread
+                from .aio_credentials import to_thread
 
                 # A refresh is an STS call: off the event loop.
-                await _to_thread(lambda: _make_last(shared, seconds), use_anyio)
+                await to_thread(lambda: _make_last(shared, seconds), use_anyio)
             return await original(*args, **kwargs)
 
         wrapper: Callable[..., Any] = presign_async
