@@ -64,6 +64,10 @@ INTERNAL_VARIABLES = frozenset(
         "BRS_MATRIX_DIR",
         "BRS_MATRIX_PYTEST_ARGS",
         "BRS_REQUIRE_ASYNC",
+        # scripts/test-pythons (README "Development")
+        "BRS_PYTHONS",
+        "BRS_PYTHONS_REBUILD",
+        "BRS_PYTHONS_PYTEST_ARGS",
         # scripts/test-engines (README "How the recipes are tested")
         "BRS_ENGINES",
         "BRS_ENGINES_SKIP",
