@@ -823,7 +823,7 @@ def test_json_nesting_is_refused_before_the_json_module_sees_it(
     def parser(text: str) -> object:
         raise ValueError("some interpreter's own way of giving up")
 
-    monkeypatch.setattr(environment.json, "loads", parser)
+    monkeypatch.setattr("brs_autopatch.environment.json.loads", parser)
     with pytest.raises(ConfigError, match=r"expected a JSON object nested at most 32 levels deep$"):
         environment.parse_json_object("BRS_ASSUME_ROLE_KWARGS", raw)
 
