@@ -66,6 +66,10 @@ INTERNAL_VARIABLES = frozenset(
         "BRS_MATRIX_DIR",
         "BRS_MATRIX_PYTEST_ARGS",
         "BRS_REQUIRE_ASYNC",
+        # scripts/test-pythons (README "Development")
+        "BRS_PYTHONS",
+        "BRS_PYTHONS_REBUILD",
+        "BRS_PYTHONS_PYTEST_ARGS",
         # scripts/test-engines (README "How the recipes are tested")
         "BRS_ENGINES",
         "BRS_ENGINES_SKIP",
@@ -165,10 +169,13 @@ MAX_JSON_DEPTH = 32
 def parse_json_object(name: str, raw: str) -> dict[str, Any]:
     if len(raw) > MAX_JSON_CHARS:
         raise bad(name, raw, f"a JSON object of at most {MAX_JSON_CHARS} characters")
+    # Before json.loads: how deep the json module recurses before it gives up, and with
+    # which error, is the interpreter's business (CPython 3.14 measures the C stack, not
+    # the recursion limit); the message the user gets must not be.
+    if _bracket_depth(raw) > MAX_JSON_DEPTH:
+        raise bad(name, raw, f"a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
     try:
         value = json.loads(raw)
-    except RecursionError:
-        raise bad(name, raw, f"a JSON object nested at most {MAX_JSON_DEPTH} levels deep") from None
     except ValueError:
         raise bad(name, raw, 'a JSON object such as {"Key": "value"} (it does not parse)') from None
     if not isinstance(value, dict):
@@ -176,6 +183,38 @@ def parse_json_object(name: str, raw: str) -> dict[str, Any]:
     if _depth(value) > MAX_JSON_DEPTH:
         raise bad(name, raw, f"a JSON object nested at most {MAX_JSON_DEPTH} levels deep")
     return value
+
+
+# What _bracket_depth looks at: a bracket or the start of a string; the rest of a string.
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"]')
+_JSON_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _bracket_depth(raw: str) -> int:
+    """How deep arrays and objects nest in the text, as far as json.loads would read it.
+
+    From the text alone, skipping strings; it stops where the first value closes (or the
+    text breaks), as the parser does, so it is never less than the depth the parser
+    would reach, and it stops counting past MAX_JSON_DEPTH.
+    """
+    depth = deepest = position = 0
+    while found := _JSON_STRUCTURE.search(raw, position):
+        char, position = found.group(), found.end()
+        if char == '"':
+            rest = _JSON_STRING_REST.match(raw, position)
+            if rest is None:
+                break  # an unterminated string: all that follows is inside it
+            position = rest.end()
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                break
+        else:
+            depth -= 1
+            if depth <= 0:
+                break
+    return deepest
 
 
 def _depth(value: Any) -> int:

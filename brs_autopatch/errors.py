@@ -51,7 +51,13 @@ class CredentialRefreshError(RuntimeError):
         self.cause = _clean(cause)
         self.transient = transient
         self.kwargs: dict[str, Any] = {"role": role, "cause": self.cause, "transient": transient}
-        super().__init__(self.fmt.format(role=role, cause=self.cause))
+        # Not super().__init__: the bases change at run time (_join_botocore), and which
+        # __init__ comes next in the MRO depends on them and on the interpreter. CPython
+        # 3.14 dropped the __init__ that RuntimeError's own __dict__ used to carry, so
+        # super() went on to BotoCoreError.__init__(**kwargs) and every refresh failure
+        # became a TypeError. BaseException's takes the message whatever the bases are,
+        # and BotoCoreError's protocol (fmt, kwargs) is already set above.
+        BaseException.__init__(self, self.fmt.format(role=role, cause=self.cause))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Neither RuntimeError's (positional message) nor BotoCoreError's default fits

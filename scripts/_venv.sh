@@ -22,7 +22,7 @@ ensure_venv() {
     local extra="$1" want have stamp key
     want="$(_brs_python_version python3)"
     if [ -z "$want" ]; then
-        echo "== python3 not found: brs_autopatch needs Python >= 3.10" >&2
+        echo "== python3 not found: brs_autopatch needs Python >= 3.11" >&2
         return 1
     fi
     if [ -e "$VENV" ]; then

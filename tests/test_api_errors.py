@@ -113,6 +113,31 @@ def test_credential_refresh_error_is_a_botocore_error_and_pickles() -> None:
     )
 
 
+def test_credential_refresh_error_is_built_whatever_its_bases(run_python: RunPython) -> None:
+    # Its bases change at run time (BotoCoreError joins them), so its __init__ may not rely
+    # on which __init__ comes next: on CPython 3.14, RuntimeError no longer has one of its
+    # own and super() reached BotoCoreError's (keywords only), a TypeError. A base next in
+    # line that takes keywords only shows the same on every version.
+    code = """
+from brs_autopatch import CredentialRefreshError
+
+class KeywordsOnly(RuntimeError):
+    __slots__ = ()  # RuntimeError's layout, so that __bases__ may be assigned
+
+    def __init__(self, **kwargs):
+        super().__init__("keywords only")
+
+CredentialRefreshError.__bases__ = (KeywordsOnly,)
+error = CredentialRefreshError("arn:r", "throttled", transient=True)
+print(isinstance(error, KeywordsOnly), error.args, error.kwargs)
+"""
+    result = run_python(code, check=True)
+    assert result.stdout == (
+        "True ('could not refresh credentials for arn:r: throttled',) "
+        "{'role': 'arn:r', 'cause': 'throttled', 'transient': True}\n"
+    )
+
+
 def test_a_botocore_error_handler_catches_a_failed_refresh(run_python: RunPython, sts: StsServer) -> None:
     sts.fault("AssumeRole", "access_denied")
     code = """

@@ -8,6 +8,7 @@ All in fresh interpreters against the local STS.
 from __future__ import annotations
 
 import ast
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -327,12 +328,14 @@ if __name__ == "__main__":
     code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     print("subprocess", child.stdout.strip() or child.stderr.strip(), flush=True)
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=report, args=(queue,))
-    process.start()
-    print("spawn", queue.get(timeout=60), flush=True)
-    process.join(30)
+    # The interpreter's own default too: fork up to 3.13, forkserver from 3.14 on Linux.
+    for method in ("spawn", "forkserver", None):
+        context = multiprocessing.get_context(method)
+        queue = context.Queue()
+        process = context.Process(target=report, args=(queue,))
+        process.start()
+        print(method or "default", queue.get(timeout=60), flush=True)
+        process.join(30)
     print("bootstrap-in-env", "BRS_BOOTSTRAP" in os.environ, flush=True)
 """
 
@@ -348,11 +351,14 @@ def test_child_processes_are_patched_unless_propagation_is_off(
     seen = dict(line.split(" ", 1) for line in _lines(result.stdout))
     assert seen["parent"] == ASSUMED  # the first process is patched either way
     if propagate:
-        assert (seen["subprocess"], seen["spawn"]) == (ASSUMED, ASSUMED)
+        assert [seen[name] for name in ("subprocess", "spawn", "forkserver", "default")] == [ASSUMED] * 4
         assert seen["bootstrap-in-env"] == "True"
     else:
-        assert ":assumed-role/" not in seen["subprocess"], seen
-        assert ":assumed-role/" not in seen["spawn"], seen
+        for name in ("subprocess", "spawn", "forkserver"):
+            assert ":assumed-role/" not in seen[name], seen
+        # A fork of the first process is patched; a forkserver's children are not.
+        default = multiprocessing.get_all_start_methods()[0]  # documented: the first is the default
+        assert seen["default"] == (ASSUMED if default == "fork" else seen["spawn"]), seen
         assert seen["bootstrap-in-env"] == "False"
 
 

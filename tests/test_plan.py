@@ -811,6 +811,40 @@ def test_json_bombs_are_config_errors(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "raw", ["[" * 60000, '{"a":' * 5000 + "1" + "}" * 5000, '{"a":' * 33 + "{}" + "}" * 33]
+)
+def test_json_nesting_is_refused_before_the_json_module_sees_it(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    # How deep the json module goes and how it gives up is the interpreter's: CPython 3.14
+    # parses 5000 levels where 3.11 raises RecursionError, and checks the C stack, not the
+    # recursion limit. A parser that reports deep nesting as a plain ValueError stands in
+    # for them all: the message must still be ours.
+    def parser(text: str) -> object:
+        raise ValueError("some interpreter's own way of giving up")
+
+    monkeypatch.setattr("brs_autopatch.environment.json.loads", parser)
+    with pytest.raises(ConfigError, match=r"expected a JSON object nested at most 32 levels deep$"):
+        environment.parse_json_object("BRS_ASSUME_ROLE_KWARGS", raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"a": "' + "[" * 100 + '"}',  # brackets inside a string are not nesting
+        '{"a": "\\"", "b": [[1]]}',  # an escaped quote does not end the string
+        '{"a": 1}' + "]" * 5 + "[" * 100,  # json.loads stops at the end of the first value
+        '{"a": ' * 31 + "1" + "}" * 31,  # 31 objects and the number: 32 levels
+    ],
+)
+def test_json_nesting_counts_only_what_the_parser_reads(raw: str) -> None:
+    try:
+        environment.parse_json_object("BRS_ASSUME_ROLE_KWARGS", raw)
+    except ConfigError as error:
+        assert "nested at most" not in str(error)
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://127.0.0.1:5000",
