@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import REPO_ROOT
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
@@ -173,6 +174,7 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
         f"[src]\naws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}\n"
         f"aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}\n"
         "[default]\naws_access_key_id = AKIDOTHER00000000000\naws_secret_access_key = other\n"
+        "[other]\naws_access_key_id = AKIDOTHER11111111111\naws_secret_access_key = other\n"
     ))
     config = write(tmp_path / "aws" / "config", (
         "[profile src]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n"
@@ -190,7 +192,8 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
         f"env -u BRS_BOOTSTRAP python -c \"{show}\"; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile src; "
-        "cat \"$AWS_CONFIG_FILE\""
+        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile other; "
+        "cat \"$AWS_CONFIG_FILE\" \"$AWS_SHARED_CREDENTIALS_FILE\""
     )
     result = launch([*SERVE, "sh", "-c", script], env=env)
     assert result.returncode == 0, result.stderr
@@ -198,11 +201,16 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
     # The selected profile's region (and other settings), the server's credentials.
     assert lines[0] == "eu-west-1 container-role False"
     assert lines[1] == ASSUMED
-    assert lines[2] != ASSUMED  # explicit about another identity: still possible
+    # The source profile named explicitly: its keys are gone from the copies, it
+    # resolves to the server's role; another identity named explicitly: still possible.
+    assert lines[2] == ASSUMED
+    assert lines[3] != ASSUMED
+    assert "AKIDOTHER11111111111" in role_keys(sts, "sts:GetCallerIdentity")
     assert "addressing_style" in result.stdout
     assert "AKIDOTHER00000000000" not in result.stdout
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
-    assert sts.calls("sts:GetCallerIdentity")[0]["access_key_id"] != FAKE_SOURCE_ACCESS_KEY_ID
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in role_keys(sts, "sts:GetCallerIdentity")
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in result.stdout
 
 
 def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Path) -> None:
@@ -254,6 +262,7 @@ _names = st.sampled_from([*sorted(CREDENTIAL_KEYS), "region", "output", "retry_m
 _values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/:", min_size=1, max_size=12)
 
 
+@hypothesis_settings(deadline=None)
 @given(st.dictionaries(_names, _values, max_size=8), st.sampled_from(["default", "dev"]))
 def test_stripped_config_keeps_settings_and_drops_every_credential_key(
     settings: dict[str, str], profile: str
