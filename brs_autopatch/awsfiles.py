@@ -18,6 +18,9 @@ nothing that resolves to the source identity, for any way an SDK reads them:
   web-identity file or role, and any profile whose ``source_profile`` chain reaches a
   stripped one. Such a profile keeps its other settings and resolves, through the chain,
   to the container endpoint: the role. Named profiles with other identities stay.
+  Identities are compared by what the files *say*: keys that a source
+  ``credential_process`` or SSO login would return are not known here (finding out would
+  run the process or log in), so static keys equal to them elsewhere are not recognised.
 * **The program's ``[default]``** holds the non-credential settings (region included)
   of the profile botocore would have used, so its region is the one botocore would have
   picked.
@@ -292,15 +295,20 @@ def _merged(config_profiles: Mapping[str, Section], credentials: Mapping[str, Se
 def source_profiles(
     merged: Mapping[str, Section],
     sso_sessions: Mapping[str, Section],
-    profile: str,
+    profiles: Iterable[str],
     material: Iterable[tuple[str, ...]] = (),
 ) -> set[str]:
-    """The profiles that resolve to the source identity (always ``default``, see module doc)."""
+    """The profiles that resolve to the source identity (always ``default``, see module doc).
+
+    ``profiles`` are where the source starts: botocore's selected profile and, with
+    ``BRS_PROFILE``, the role profile whose ``source_profile`` chain calls STS.
+    """
     chain: list[str] = []
-    name: Any = profile
-    while isinstance(name, str) and name not in chain:
-        chain.append(name)
-        name = merged.get(name, {}).get("source_profile")
+    for start in profiles:
+        name: Any = start
+        while isinstance(name, str) and name not in chain:
+            chain.append(name)
+            name = merged.get(name, {}).get("source_profile")
     source = set(material)
     for name in chain:
         source |= _material(merged.get(name, {}), sso_sessions)
@@ -376,14 +384,19 @@ def stripped_files(
     credentials: Mapping[str, Section],
     profile: str,
     material: Iterable[tuple[str, ...]] = (),
+    also: Iterable[str] = (),
 ) -> tuple[str, str]:
-    """The program's (config, credentials) file texts from botocore's parse of the originals."""
+    """The program's (config, credentials) file texts from botocore's parse of the originals.
+
+    ``profile`` is the one botocore selects (its settings become ``[default]``); ``also``
+    names other profiles the source comes from (``BRS_PROFILE``'s role profile).
+    """
     built = build_profile_map(dict(config))
     profiles: dict[str, Section] = built.pop("profiles")
     sso_sessions: dict[str, Section] = built.pop("sso_sessions")
     services: dict[str, Section] = built.pop("services")
     merged = _merged(profiles, credentials)
-    stripped = source_profiles(merged, sso_sessions, profile, material)
+    stripped = source_profiles(merged, sso_sessions, [profile, *also], material)
 
     config_sections: list[tuple[str, list[str]]] = [
         ("default", _lines(_without_credentials(merged.get(profile, {}))))
@@ -434,7 +447,9 @@ def program_files(env: Mapping[str, str], workdir: str | None = None) -> tuple[s
         "AWS_SHARED_CREDENTIALS_FILE",
         workdir,
     )
-    return stripped_files(config, credentials, selected_profile(env), env_material(env))
+    role_profile = env.get("BRS_PROFILE", "").strip()
+    also = [role_profile] if role_profile else []
+    return stripped_files(config, credentials, selected_profile(env), env_material(env), also)
 
 
 def parse_text(text: str) -> dict[str, Section]:
