@@ -76,6 +76,9 @@ SERVER_ONLY_VARIABLES = (
     "BRS_CACHE_DIR",
     "BRS_WEB_IDENTITY_TOKEN_FILE",
     "BRS_CUSTOM_METHOD",
+    # The server takes the role from this profile; the program's copies of the AWS files
+    # no longer hold it (its role settings lead to the source, see awsfiles).
+    "BRS_PROFILE",
 )
 class ServeError(Exception):
     """The server could not start or get the first credentials: one line, exit 2."""

@@ -299,6 +299,30 @@ def test_no_sdk_finds_the_source_in_any_profile_of_the_copies(
     assert OTHER_KEY in role_keys(sts, "sts:GetCallerIdentity")
 
 
+def test_the_source_behind_brs_profile_stays_with_the_server(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    # BRS_PROFILE=prod: base's keys call STS. Patched and unpatched children get prod's
+    # role; naming base or prod explicitly gives the role too, never base's keys.
+    config = write(tmp_path / "aws" / "config", (
+        "[profile prod]\nrole_arn = arn:aws:iam::123456789012:role/prod\nsource_profile = base\n"
+    ))
+    credentials = write(tmp_path / "aws" / "credentials", (
+        f"[base]\naws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}\n"
+        f"aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}\n"
+    ))
+    env = {
+        "BRS_PROFILE": "prod", "BRS_ROLE_ARN": None, "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+    }
+    (tmp_path / "client.py").write_text(BOTOCORE_PROFILE_CLIENT)
+    script = f"python -c \"{IDENTITY}\"; env -u BRS_BOOTSTRAP python client.py '' base prod"
+    result = launch([*SERVE, "sh", "-c", script], env=env)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == {"arn:aws:sts::123456789012:assumed-role/prod/brs-test"}
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in role_keys(sts, "sts:GetCallerIdentity")
+
+
 SECRET_LINE = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETLINE"
 
 
