@@ -193,7 +193,8 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
         f"env -u BRS_BOOTSTRAP python -c \"{show}\"; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile src; "
-        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile other; "
+        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile other"
+        " --region us-east-1; "
         "cat \"$AWS_CONFIG_FILE\" \"$AWS_SHARED_CREDENTIALS_FILE\""
     )
     result = launch([*SERVE, "sh", "-c", script], env=env)
@@ -206,7 +207,7 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
     # resolves to the server's role; another identity named explicitly: still possible.
     assert lines[2] == ASSUMED
     assert lines[3] != ASSUMED
-    assert "AKIDOTHER11111111111" in role_keys(sts, "sts:GetCallerIdentity")
+    assert "AKIDOTHER11111111111" in role_keys(sts, "sts:GetCallerIdentity"), (result.stdout, result.stderr)
     assert "addressing_style" in result.stdout
     assert "AKIDOTHER00000000000" not in result.stdout
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
