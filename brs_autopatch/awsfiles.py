@@ -258,8 +258,8 @@ def _material(values: Section, sso_sessions: Mapping[str, Section]) -> set[tuple
         found.add(("process", text("credential_process")))
     if text("role_arn"):
         found.add(("role", text("role_arn")))
-    if text("web_identity_token_file"):
-        found.add(("web", text("web_identity_token_file")))
+    if text("web_identity_token_file"):  # the same token file for another role: another identity
+        found.add(("web", text("web_identity_token_file"), text("role_arn")))
     if text("login_session"):
         found.add(("login", text("login_session")))
     if text("sso_account_id") or text("sso_role_name"):
@@ -277,7 +277,7 @@ def env_material(env: Mapping[str, str]) -> set[tuple[str, ...]]:
             found.add(("key", env[name].strip()))
     if env.get("AWS_ROLE_ARN", "").strip() and env.get("AWS_WEB_IDENTITY_TOKEN_FILE", "").strip():
         found.add(("role", env["AWS_ROLE_ARN"].strip()))
-        found.add(("web", env["AWS_WEB_IDENTITY_TOKEN_FILE"].strip()))
+        found.add(("web", env["AWS_WEB_IDENTITY_TOKEN_FILE"].strip(), env["AWS_ROLE_ARN"].strip()))
     return found
 
 

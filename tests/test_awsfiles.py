@@ -234,6 +234,7 @@ def test_sso_web_identity_and_process_of_the_source_go_everywhere() -> None:
         "[profile reader]\nsso_session = corp\nsso_account_id = 111\nsso_role_name = ReadOnly\n"
         "[profile proc]\ncredential_process = get-keys --me\n"
         "[profile web]\nrole_arn = arn:aws:iam::1:role/w\nweb_identity_token_file = /t\n"
+        "[profile web2]\nrole_arn = arn:aws:iam::1:role/w2\nweb_identity_token_file = /t\n"
         "[sso-session corp]\nsso_start_url = https://corp.example/start\nsso_region = eu-west-1\n"
     )
     out = awsfiles.stripped_config(config, "src")
@@ -249,7 +250,8 @@ def test_sso_web_identity_and_process_of_the_source_go_everywhere() -> None:
     out = awsfiles.stripped_files(awsfiles.parse_text(config), {}, "default",
                                   awsfiles.env_material({"AWS_ROLE_ARN": "arn:aws:iam::1:role/w",
                                                          "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}))[0]
-    assert "web_identity_token_file" not in out
+    assert "role/w\n" not in out  # the source's web identity and role: gone
+    assert "role_arn = arn:aws:iam::1:role/w2\nweb_identity_token_file = /t" in out  # another role: stays
 
 
 # -- reading safely -------------------------------------------------------------------------------
