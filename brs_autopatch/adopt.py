@@ -3,10 +3,12 @@
 Libraries such as dlt, django-storages, dbt-athena or s3fs (``key=/secret=/token=``) read
 ``get_frozen_credentials()`` once and pass the copy back to boto3 as *explicit* keys.
 "Explicit wins" would then keep that frozen copy until it expires mid-run. When a
-client is about to sign with static keys whose access key id one of this process's
-:class:`~brs_autopatch.credentials.RoleCredentials` issued, it signs with those
-refreshing credentials instead: the same identity, and they never expire. Foreign keys
-are left alone. ``BRS_ADOPT_OWN_KEYS=false`` turns this off.
+client is about to sign with static keys that one of this process's
+:class:`~brs_autopatch.credentials.RoleCredentials` issued — access key id, secret key
+*and* session token, see :mod:`brs_autopatch.issued` — it signs with those refreshing
+credentials instead: the same identity, and they never expire. Foreign keys are left
+alone, also when they carry our (public) access key id with another secret or token.
+``BRS_ADOPT_OWN_KEYS=false`` turns this off.
 
 Hooked on botocore's public ``before-sign`` event; the signer keeps its credentials in
 a private attribute, read and replaced in :mod:`brs_autopatch.sources` only.
@@ -40,9 +42,10 @@ def before_sign(request_signer: Any = None, **_: Any) -> None:
     access_key = getattr(current, "access_key", None)
     if not isinstance(access_key, str):
         return
-    owner = issuer_of(access_key)
+    # Possession, not the public id: the secret and token must be the ones we issued.
+    owner = issuer_of(access_key, getattr(current, "secret_key", None), getattr(current, "token", None))
     if owner is None:
-        return  # a foreign key: whoever is explicit wins
+        return  # a foreign key (or our id with another secret): whoever is explicit wins
     if type(request_signer).__module__.startswith("aiobotocore"):
         # An async signer awaits get_frozen_credentials(): it needs the async view.
         from . import aio_adopt

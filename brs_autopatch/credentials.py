@@ -328,20 +328,21 @@ class RoleCredentials(DeferredRefreshableCredentials):
         redact.remember(metadata.get("secret_key"), metadata.get("token"))
         self._expiry_ts = expiry
         self._pending = (metadata["access_key"], expiry - self._advisory_refresh_timeout)
-        self._remember_issued(metadata["access_key"])
+        self._remember_issued(metadata["access_key"], metadata["secret_key"], metadata.get("token"))
         self._retry_after = 0.0
         self._last_error = None
         self._advisory_backoff.reset()
         self._mandatory_backoff.reset()
 
-    def _remember_issued(self, access_key: str) -> None:
-        # For brs_autopatch.adopt: which object issued a key a program may copy around.
+    def _remember_issued(self, access_key: str, secret_key: str, token: str | None) -> None:
+        # For brs_autopatch.adopt: which object issued keys a program may copy around
+        # (a keyed hash of all three: see brs_autopatch.issued).
         if access_key in self._issued:
             return
         if len(self._issued) == self._issued.maxlen:
             issued.forget(self._issued[0])
         self._issued.append(access_key)
-        issued.remember(access_key, self)
+        issued.remember(access_key, secret_key, token, self)
 
     def _served_during_backoff(self) -> Mapping[str, Any]:
         # Returning the current credentials makes botocore keep them without logging a

@@ -21,9 +21,8 @@ exec it
 
 from __future__ import annotations
 
-import configparser
 import contextlib
-import io
+import locale
 import os
 import secrets
 import select
@@ -34,7 +33,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 
+from . import awsfiles
+from .awsfiles import CREDENTIAL_KEYS, stripped_config, stripped_credentials
 from .settings import Settings
+
+__all__ = [
+    "CREDENTIAL_KEYS", "ServeError", "program_environment", "start", "start_if_wanted", "stripped_config",
+    "stripped_credentials",
+]
 
 PATH = "/credentials"  # SDKs want a path in the URI (99designs/aws-vault#1229)
 START_TIMEOUT = 5.0
@@ -72,35 +78,10 @@ SERVER_ONLY_VARIABLES = (
     "BRS_CACHE_DIR",
     "BRS_WEB_IDENTITY_TOKEN_FILE",
     "BRS_CUSTOM_METHOD",
+    # The server takes the role from this profile; the program's copies of the AWS files
+    # no longer hold it (its role settings lead to the source, see awsfiles).
+    "BRS_PROFILE",
 )
-# Profile settings that name or produce credentials (botocore's and the other SDKs').
-CREDENTIAL_KEYS = frozenset(
-    {
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "aws_security_token",
-        "aws_credential_expiration",
-        "role_arn",
-        "source_profile",
-        "credential_source",
-        "credential_process",
-        "web_identity_token_file",
-        "role_session_name",
-        "external_id",
-        "mfa_serial",
-        "duration_seconds",
-        "sso_session",
-        "sso_start_url",
-        "sso_region",
-        "sso_account_id",
-        "sso_role_name",
-        "sso_registration_scopes",
-        "login_session",
-    }
-)
-
-
 class ServeError(Exception):
     """The server could not start or get the first credentials: one line, exit 2."""
 
@@ -111,23 +92,19 @@ def program_environment(
     """What the program and its children see: the server, not the source identity.
 
     Static keys, profile selection and other credential variables are removed. The
-    AWS files are replaced by copies in ``workdir``: the config file without the
-    credential settings of its default profile (which takes the non-credential
-    settings, region included, of the profile that was selected), the credentials
-    file without its ``[default]`` section. Named profiles stay: a program can still
-    be explicit about another identity.
+    AWS files are replaced by copies in ``workdir`` without the source identity
+    (:mod:`brs_autopatch.awsfiles`): the config file's ``[default]`` holds the
+    non-credential settings, region included, of the profile botocore would have used.
+    Named profiles with other identities stay: a program can still be explicit about
+    another identity. Raises :class:`~brs_autopatch.awsfiles.AwsFileError` (one line)
+    for an AWS file that does not parse or is too large.
     """
     child = {name: value for name, value in env.items() if name not in SOURCE_VARIABLES}
     for name in SERVER_ONLY_VARIABLES:
         child.pop(name, None)
-    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
-    home = env.get("HOME") or os.path.expanduser("~")
-    config_path = env.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
-    credentials_path = env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
-    child["AWS_CONFIG_FILE"] = _write(workdir, "config", stripped_config(_read(config_path), profile))
-    child["AWS_SHARED_CREDENTIALS_FILE"] = _write(
-        workdir, "credentials", stripped_credentials(_read(credentials_path))
-    )
+    config, credentials = awsfiles.program_files(env, workdir)
+    child["AWS_CONFIG_FILE"] = _write(workdir, "config", config)
+    child["AWS_SHARED_CREDENTIALS_FILE"] = _write(workdir, "credentials", credentials)
     child["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
     child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = _write(workdir, "token", token)
     child["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token  # SDKs that read no token file
@@ -136,70 +113,13 @@ def program_environment(
     return child
 
 
-def _read(path: str) -> str:
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
 def _write(workdir: str, name: str, text: str) -> str:
     path = os.path.join(workdir, name)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    # The copies are read by botocore with the locale's encoding, like the originals.
+    with os.fdopen(fd, "w", encoding=locale.getpreferredencoding(False)) as handle:
         handle.write(text)
     return path
-
-
-def _parser(text: str) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, default_section="\x00none")
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the case
-    try:
-        parser.read_string(text)
-    except configparser.Error as error:
-        sys.stderr.write(f"brs-run: warning: an AWS config file does not parse ({error}); ignoring it\n")
-        return configparser.RawConfigParser(default_section="\x00none")
-    return parser
-
-
-def _dump(parser: configparser.RawConfigParser) -> str:
-    out = io.StringIO()
-    parser.write(out)
-    return out.getvalue()
-
-
-def stripped_config(text: str, profile: str) -> str:
-    """The config file with ``[default]`` = the selected profile's non-credential settings."""
-    parser = _parser(text)
-    wanted = "default" if profile == "default" else f"profile {profile}"
-    source = next((name for name in (wanted, "profile default") if parser.has_section(name)), None)
-    settings = {
-        key: value
-        for key, value in (parser.items(source) if source is not None else [])
-        if key.lower() not in CREDENTIAL_KEYS
-    }
-    for name in ("default", "profile default"):
-        parser.remove_section(name)
-    result = configparser.RawConfigParser(default_section="\x00none")
-    result.optionxform = str  # type: ignore[assignment,method-assign]
-    result.add_section("default")
-    for key, value in settings.items():
-        result.set("default", key, value)
-    for name in parser.sections():
-        if name.startswith("sso-session "):
-            continue  # only credentials live there
-        result.add_section(name)
-        for key, value in parser.items(name):
-            result.set(name, key, value)
-    return _dump(result)
-
-
-def stripped_credentials(text: str) -> str:
-    """The shared credentials file without ``[default]``."""
-    parser = _parser(text)
-    parser.remove_section("default")
-    return _dump(parser)
 
 
 # -- starting the server ----------------------------------------------------------------
@@ -230,7 +150,10 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
             raise ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
         token = secrets.token_hex(32)  # 256 bits
         url = f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
-        child_env = program_environment(env, url, token, workdir)
+        try:
+            child_env = program_environment(env, url, token, workdir)
+        except awsfiles.AwsFileError as error:
+            raise ServeError(str(error)) from None
         try:
             _spawn(listener, env, settings, token, workdir)
         except OSError as error:  # fork: EAGAIN, ENOMEM

@@ -582,3 +582,39 @@ def test_s3fs_given_a_frozen_copy_keeps_refreshing(sts: StsServer, run_python: R
         assert len(set(keys)) >= 3
     else:
         assert set(keys) == {found["copied"]}
+
+
+# Our (public) access key id with a made-up secret, then a real copy, in aiobotocore
+# clients: the first signs as nothing but itself, the second adopts the refreshing keys.
+ASYNC_FORGERY = """
+import asyncio, json, time
+import brs_autopatch, boto3
+from aiobotocore.session import get_session
+credentials = boto3.Session().get_credentials()
+first = credentials.get_frozen_credentials()
+deadline = time.monotonic() + 60
+while credentials.get_frozen_credentials().access_key == first.access_key:
+    assert time.monotonic() < deadline, "no refresh within 60 s"
+    time.sleep(0.2)
+
+async def main():
+    for secret in (first.secret_key + "x", first.secret_key):
+        async with get_session().create_client(
+            "sts", aws_access_key_id=first.access_key, aws_secret_access_key=secret,
+            aws_session_token=first.token,
+        ) as client:
+            await client.get_caller_identity()
+
+asyncio.run(main())
+print(json.dumps({"copied": first.access_key, "token": first.token}))
+"""
+
+
+@needs_aio
+def test_async_clients_adopt_only_a_real_copy(sts: StsServer, run_python: RunPython) -> None:
+    sts.set_duration_override(12)
+    result = run_python(ASYNC_FORGERY, env=ENV, timeout=90, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    forged, real = sts.calls("sts:GetCallerIdentity")[-2:]
+    assert (forged["access_key_id"], forged["session_token"]) == (report["copied"], report["token"])
+    assert real["access_key_id"] != report["copied"] and real["session_token"] != report["token"]

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import REPO_ROOT
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
+from test_launcher import ROLE as ROLE_ARN
 
 from brs_autopatch.serve import CREDENTIAL_KEYS, program_environment, stripped_config, stripped_credentials
 
@@ -173,6 +175,7 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
         f"[src]\naws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}\n"
         f"aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}\n"
         "[default]\naws_access_key_id = AKIDOTHER00000000000\naws_secret_access_key = other\n"
+        "[other]\naws_access_key_id = AKIDOTHER11111111111\naws_secret_access_key = other\n"
     ))
     config = write(tmp_path / "aws" / "config", (
         "[profile src]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n"
@@ -190,7 +193,9 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
         f"env -u BRS_BOOTSTRAP python -c \"{show}\"; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text; "
         "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile src; "
-        "cat \"$AWS_CONFIG_FILE\""
+        "env -u BRS_BOOTSTRAP aws sts get-caller-identity --query Arn --output text --profile other"
+        " --region us-east-1; "
+        "cat \"$AWS_CONFIG_FILE\" \"$AWS_SHARED_CREDENTIALS_FILE\""
     )
     result = launch([*SERVE, "sh", "-c", script], env=env)
     assert result.returncode == 0, result.stderr
@@ -198,11 +203,160 @@ def test_source_from_a_profile_never_reaches_unpatched_clients(
     # The selected profile's region (and other settings), the server's credentials.
     assert lines[0] == "eu-west-1 container-role False"
     assert lines[1] == ASSUMED
-    assert lines[2] != ASSUMED  # explicit about another identity: still possible
+    # The source profile named explicitly: its keys are gone from the copies, it
+    # resolves to the server's role; another identity named explicitly: still possible.
+    assert lines[2] == ASSUMED
+    assert lines[3] != ASSUMED
+    assert "AKIDOTHER11111111111" in role_keys(sts, "sts:GetCallerIdentity"), (result.stdout, result.stderr)
     assert "addressing_style" in result.stdout
     assert "AKIDOTHER00000000000" not in result.stdout
     assert sts.calls("sts:AssumeRole")[0]["access_key_id"] == FAKE_SOURCE_ACCESS_KEY_ID
-    assert sts.calls("sts:GetCallerIdentity")[0]["access_key_id"] != FAKE_SOURCE_ACCESS_KEY_ID
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in role_keys(sts, "sts:GetCallerIdentity")
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in result.stdout
+
+
+JS_PROFILE_CLIENT = """
+const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
+(async () => {
+  const answer = await new STSClient({ region: "us-east-1" }).send(new GetCallerIdentityCommand({}));
+  console.log(answer.Arn);
+})().catch((error) => { console.log("error " + error.name); });
+"""
+BOTOCORE_PROFILE_CLIENT = """
+import sys, botocore.session
+for profile in sys.argv[1:]:
+    try:
+        session = botocore.session.Session(profile=profile or None)
+        print(session.create_client("sts", region_name="us-east-1").get_caller_identity()["Arn"])
+    except Exception as error:
+        print("error", type(error).__name__)
+"""
+OTHER_KEY = "AKIDOTHER11111111111"
+# Every place an SDK may find the source identity, as botocore and the JavaScript SDK
+# spell them: [DEFAULT] (botocore puts it in every section), default spelled three
+# ways, the selected profile, a twin holding the same key, a chain ending in it.
+TRICKY_CONFIG = f"""[DEFAULT]
+aws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}
+aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}
+[profile "default"]
+region = us-west-2
+[profile  src]
+region = eu-west-1
+[profile.default]
+aws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}
+aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}
+[profile chain]
+role_arn = arn:aws:iam::123456789012:role/chained
+source_profile = twin
+[profile other]
+region = ap-south-1
+aws_access_key_id = {OTHER_KEY}
+aws_secret_access_key = other
+"""
+TRICKY_CREDENTIALS = f"""[src]
+aws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}
+aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}
+[twin]
+aws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}
+aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}
+[profile default]
+aws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}
+aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}
+"""
+
+
+def test_no_sdk_finds_the_source_in_any_profile_of_the_copies(
+    launch: Launch, sts: StsServer, tmp_path: Path, node: str
+) -> None:
+    (tmp_path / "client.js").write_text(JS_PROFILE_CLIENT)
+    (tmp_path / "client.py").write_text(BOTOCORE_PROFILE_CLIENT)
+    profiles = ["", "default", "src", "twin", "chain", "other", "DEFAULT", "profile default"]
+    env = {
+        "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_DEFAULT_REGION": None,
+        "AWS_PROFILE": "nothing-there", "AWS_DEFAULT_PROFILE": "src",  # botocore reads this one first
+        "AWS_CONFIG_FILE": str(write(tmp_path / "aws" / "config", TRICKY_CONFIG)),
+        "AWS_SHARED_CREDENTIALS_FILE": str(write(tmp_path / "aws" / "credentials", TRICKY_CREDENTIALS)),
+    }
+    script = (
+        "for p in '' default src twin chain other DEFAULT 'profile default'; do"
+        " AWS_PROFILE=\"$p\" node client.js; done;"
+        " env -u BRS_BOOTSTRAP python client.py '' default src twin chain other DEFAULT 'profile default';"
+        " env -u BRS_BOOTSTRAP python -c 'import boto3; print(boto3.Session().region_name)'"
+    )
+    result = launch([*SERVE, "sh", "-c", script], env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    answers = dict(zip(profiles, lines[:8], strict=True)), dict(zip(profiles, lines[8:16], strict=True))
+    for sdk in answers:  # the JavaScript SDK, then botocore
+        assert sdk.pop("other") == "arn:aws:sts::123456789012:user/moto", sdk  # another identity: stays
+        for name in ("DEFAULT", "profile default"):  # no profile in the copies; botocore says so
+            assert sdk.pop(name) in {ASSUMED, "error ProfileNotFound"}, sdk
+        assert set(sdk.values()) == {ASSUMED}, sdk
+    assert lines[16] == "eu-west-1"  # [profile  src]'s region: AWS_DEFAULT_PROFILE wins, as in botocore
+    # Server-side: the source key signed the server's AssumeRole calls and nothing else.
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in role_keys(sts, "sts:GetCallerIdentity")
+    for call in sts.calls("sts:AssumeRole"):
+        assert call["access_key_id"] != FAKE_SOURCE_ACCESS_KEY_ID or call["params"]["RoleArn"] == ROLE_ARN
+    assert OTHER_KEY in role_keys(sts, "sts:GetCallerIdentity")
+
+
+def test_the_source_behind_brs_profile_stays_with_the_server(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    # BRS_PROFILE=prod: base's keys call STS. Patched and unpatched children get prod's
+    # role; naming base or prod explicitly gives the role too, never base's keys.
+    config = write(tmp_path / "aws" / "config", (
+        "[profile prod]\nrole_arn = arn:aws:iam::123456789012:role/prod\nsource_profile = base\n"
+    ))
+    credentials = write(tmp_path / "aws" / "credentials", (
+        f"[base]\naws_access_key_id = {FAKE_SOURCE_ACCESS_KEY_ID}\n"
+        f"aws_secret_access_key = {FAKE_SOURCE_SECRET_ACCESS_KEY}\n"
+    ))
+    env = {
+        "BRS_PROFILE": "prod", "BRS_ROLE_ARN": None, "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+    }
+    (tmp_path / "client.py").write_text(BOTOCORE_PROFILE_CLIENT)
+    script = f"python -c \"{IDENTITY}\"; env -u BRS_BOOTSTRAP python client.py '' base prod"
+    result = launch([*SERVE, "sh", "-c", script], env=env)
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) == {"arn:aws:sts::123456789012:assumed-role/prod/brs-test"}
+    assert FAKE_SOURCE_ACCESS_KEY_ID not in role_keys(sts, "sts:GetCallerIdentity")
+
+
+SECRET_LINE = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETLINE"
+
+
+@pytest.mark.parametrize("variable", ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"])
+def test_fifos_devices_and_directories_are_skipped_as_botocore_skips_them(
+    launch: Launch, tmp_path: Path, variable: str
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir").mkdir()
+    for path in (fifo, Path("/dev/zero"), tmp_path / "dir"):
+        started = time.monotonic()
+        result = launch([*SERVE, "python", "-c", IDENTITY], env={variable: str(path)}, timeout=30)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 0, (path, result.stderr)
+        assert result.stdout.strip() == ASSUMED, path
+        assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+        assert elapsed < 15, (path, elapsed)  # no hang (the in-process read is timed in test_awsfiles)
+
+
+@pytest.mark.parametrize("variable", ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"])
+def test_a_malformed_aws_file_exits_2_with_its_line_number_not_its_text(
+    launch: Launch, tmp_path: Path, variable: str
+) -> None:
+    path = write(tmp_path / "aws" / "file", f"[default]\nregion = eu-west-1\n{SECRET_LINE}\n")
+    result = launch([*SERVE, "python", "-c", "print('started')"], env={variable: str(path)}, timeout=30)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"brs-run: --serve: the AWS file {path} ({variable}) does not parse at line 3;"
+        " botocore would refuse it too"
+    ]
+    assert SECRET_LINE not in result.stderr
 
 
 def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Path) -> None:
@@ -254,6 +408,7 @@ _names = st.sampled_from([*sorted(CREDENTIAL_KEYS), "region", "output", "retry_m
 _values = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/:", min_size=1, max_size=12)
 
 
+@hypothesis_settings(deadline=None)
 @given(st.dictionaries(_names, _values, max_size=8), st.sampled_from(["default", "dev"]))
 def test_stripped_config_keeps_settings_and_drops_every_credential_key(
     settings: dict[str, str], profile: str
