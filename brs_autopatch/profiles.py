@@ -52,6 +52,12 @@ def resolve(settings: Settings) -> tuple[Settings, dict[str, str]]:
         if conf is None:
             raise ConfigError(f"{where} is not valid: no profile {current!r} in {path}")
         if "role_arn" not in conf:
+            if current == name and settings.method == "served":
+                # Inside a brs-run --serve tree the copies of the AWS files hold no role
+                # settings for the profiles that lead to the source (brs_autopatch.awsfiles):
+                # an SDK naming such a profile gets the served role from the endpoint, and so
+                # does BRS_PROFILE naming it. No role of its own is asked for.
+                return settings.replace(profile=None), {}
             if current == name:
                 raise ConfigError(f"{where} is not valid: profile {name!r} in {path} has no role_arn")
             source_profile = current  # static keys (or SSO, a process...): the source
