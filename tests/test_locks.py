@@ -248,3 +248,11 @@ def test_the_venv_package_is_named_only_for_a_distro_interpreter() -> None:
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout.split()
         assert named.stdout.strip() == f"python{major}.{minor}-venv"
+
+
+def test_the_demo_lock_is_within_the_test_lock() -> None:
+    """scripts/demo and scripts/test share .venv: the demo's install must not move a
+    version the test lock pinned (scripts/lock resolves it with -c locks/test.txt)."""
+    test = pins(LOCKS / "test.txt")
+    for name, versions in pins(LOCKS / "demo.txt").items():
+        assert set(versions) <= set(test.get(name, [])), (name, versions, test.get(name))
