@@ -3,7 +3,8 @@
 #
 # brs_make_venv PYTHON DIR: `PYTHON -m venv DIR`, also where the distro's Python cannot
 # make one (Debian/Ubuntu without python3-venv: "ensurepip is not available"): as root
-# with apt-get it installs python3.X-venv, otherwise it stops with one line naming it.
+# with apt-get it installs python3.X-venv (unless BRS_TEST_NO_APT is set), otherwise it
+# stops with one line naming it.
 #
 # ensure_venv LOCK: make sure .venv (or $BRS_VENV) exists, runs the same Python as
 # `python3`, and holds exactly locks/LOCK.txt (pinned, hashes checked, no resolver) and
@@ -54,7 +55,7 @@ brs_make_venv() {  # PYTHON DIR [venv options...]
         echo "== $python cannot make a venv (no ensurepip): use a Python that can (python.org, pyenv, a distro's python3 with its venv package)" >&2
         return 1
     fi
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || [ -n "${BRS_NO_APT:-}" ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1 || [ -n "${BRS_TEST_NO_APT:-}" ]; then
         echo "== $python cannot make a venv: install the $package package (apt-get install $package), then run this again" >&2
         return 1
     fi
