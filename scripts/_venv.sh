@@ -71,13 +71,16 @@ brs_make_venv() {  # PYTHON DIR [venv options...]
 # Install a lock file into the venv of PYTHON exactly: hashes checked, no resolver
 # (--no-deps: the lock is the whole closure), then remove what neither it nor the KEEP
 # locks name (left over from an older lock), then `pip check`. Quiet unless pip fails.
-brs_install_lock() {  # VENV_PYTHON LOCK_FILE [KEEP_LOCK_FILE...]
+# --no-compile is passed on to pip (scripts/test-engines: ray's thousands of modules).
+# The test venvs compile at install: left to the first import, moto's and botocore's
+# compiling made the suite's STS server miss its 30 s start-up on a loaded machine.
+brs_install_lock() {  # [--no-compile] VENV_PYTHON LOCK_FILE [KEEP_LOCK_FILE...]
+    local compile=()
+    if [ "$1" = "--no-compile" ]; then compile=(--no-compile); shift; fi
     local python="$1" lock="$2" log
     shift 2
     log="$(mktemp)"
-    # --no-compile: most of the thousands of modules (sympy, botocore, ray...) are never
-    # imported; those that are compile on first use, into the venv. Saves minutes on 2 cores.
-    if ! "$python" -m pip install -q --require-hashes --no-deps --no-compile -r "$lock" >"$log" 2>&1; then
+    if ! "$python" -m pip install -q --require-hashes --no-deps "${compile[@]}" -r "$lock" >"$log" 2>&1; then
         # pip prints a warning per extra index that lacks a project: not the failure.
         grep -v "^WARNING: Location" "$log" >&2 || true
         rm -f "$log"
