@@ -76,6 +76,8 @@ INTERNAL_VARIABLES = frozenset(
         "BRS_ENGINES_SPARK",
         "BRS_ENGINES_VENV",
         "BRS_ENGINES_PYTHON",
+        # scripts/check-bare-debian (README "Development")
+        "BRS_BARE_TEST_ARGS",
     }
 )
 PREFIX = "BRS_"

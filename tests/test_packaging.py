@@ -59,6 +59,7 @@ def test_sdist_and_wheel_carry_the_licence_and_the_sdist_runs_its_tests(tmp_path
         "tests/conftest.py", "tests/stsclient.py", "tests/sts_server.py", "tests/engine_helpers.py",
         "sitecustomize_example/sitecustomize.py", "sitecustomize_example/README.md",
         "scripts/test", "scripts/_venv.sh", "docs/bench.md", "bench/run.py",
+        "locks/test.txt", "locks/node/package-lock.json",
     ):
         assert f"{stem}/{wanted}" in names, wanted
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)

@@ -9,7 +9,6 @@ GetCallerIdentity's ARN and the access key moto recorded for each request.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -91,21 +90,16 @@ def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    """node with @aws-sdk/client-sts (npm-installed into .cache/node once, under a lock)."""
+    """node with @aws-sdk/client-sts as locks/node/ pins it (scripts/node-deps: npm ci into
+    .cache/node, once, under a lock)."""
     binary = shutil.which("node")
     npm = shutil.which("npm")
     if binary is None or npm is None:
         pytest.skip("node/npm is not installed: the AWS SDK for JavaScript v3 test needs it")
-    NODE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(NODE_DIR / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (NODE_DIR / "node_modules" / "@aws-sdk" / "client-sts").is_dir():
-            result = subprocess.run(
-                [npm, "install", "--prefix", str(NODE_DIR), "--no-audit", "--no-fund", "--silent",
-                 "@aws-sdk/client-sts@3"],
-                capture_output=True, text=True, timeout=300,
-            )
-            assert result.returncode == 0, f"npm install @aws-sdk/client-sts failed:\n{result.stderr}"
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "node-deps")], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, f"scripts/node-deps failed:\n{result.stdout}\n{result.stderr}"
     return binary
 
 
