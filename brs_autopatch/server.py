@@ -567,11 +567,7 @@ def _fork_server(
     try:
         code = serve(listener, report, **kwargs)
     except Exception as error:
-        line = f"the credential server cannot start: {type(error).__name__}: {error}"
-        if report is not None:
-            _report(report, line)
-        else:
-            logger.warning("%s", line)
+        _report_or_warn(report, f"the credential server cannot start: {type(error).__name__}: {error}")
     finally:
         os._exit(code)
 
@@ -625,11 +621,7 @@ def serve(
     try:
         watch = watcher(program)
     except OSError as error:
-        line = f"the credential server cannot start: {error.strerror or error}"
-        if status_fd is not None:
-            _report(status_fd, line)
-        else:
-            logger.warning("%s", line)
+        _report_or_warn(status_fd, f"the credential server cannot start: {error.strerror or error}")
         return START_FAILED
     set_title(f"brs-run: credential server for PID {program}")
     make_private("brs-server")
@@ -686,6 +678,15 @@ def _warm(credentials: Credentials) -> None:
 class _Quiet(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < logging.WARNING
+
+
+def _report_or_warn(fd: int | None, line: str) -> None:
+    """The first server reports to brs-run (its one line before exit 2); a restarted one,
+    with nobody waiting for a status, logs a WARNING instead."""
+    if fd is not None:
+        _report(fd, line)
+    else:
+        logger.warning("%s", line)
 
 
 def _report(fd: int, line: str) -> None:

@@ -93,7 +93,14 @@ def other_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     brs-run can run from it too; its sys.prefix is its own.
     """
     root = tmp_path_factory.mktemp("venv") / "other"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)],
+    make_venv(sys.executable, root)
+    return root
+
+
+def make_venv(base: Path | str, root: Path) -> Path:
+    """A venv from ``base`` that sees this venv's packages (boto3, brs_autopatch) and has a
+    user sitecustomize in its site-packages. Returns its python."""
+    subprocess.run([base, "-m", "venv", "--without-pip", str(root)],
                    check=True, capture_output=True, timeout=120)
     python = root / "bin" / "python"
     site = subprocess.run(
@@ -103,7 +110,7 @@ def other_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ours = sysconfig.get_path("purelib")
     write(Path(site) / "brs-test-deps.pth", f"import site; site.addsitedir({ours!r})\n")
     write(Path(site) / "sitecustomize.py", USER_SITE)
-    return root
+    return python
 
 
 def _lines(text: str) -> list[str]:

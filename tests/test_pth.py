@@ -22,7 +22,7 @@ import pytest
 from conftest import REPO_ROOT
 from doc_blocks import fenced
 from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env
-from test_bootstrap import USER_SITE, native_sitecustomize
+from test_bootstrap import USER_SITE, make_venv, native_sitecustomize
 from test_launcher import Result, run_command, write
 
 from brs_autopatch import pth
@@ -59,22 +59,6 @@ def _debian_python_or_skip() -> Path:
     if version != ours:
         pytest.skip(f"{DEBIAN_PYTHON} is Python {version}: this suite's packages are for {ours}")
     return DEBIAN_PYTHON
-
-
-def make_venv(base: Path | str, root: Path) -> Path:
-    """A venv from ``base`` that sees this venv's packages (boto3, brs_autopatch) and has a
-    user sitecustomize in its site-packages. Returns its python."""
-    subprocess.run([base, "-m", "venv", "--without-pip", str(root)],
-                   check=True, capture_output=True, timeout=120)
-    python = root / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()
-    ours = sysconfig.get_path("purelib")
-    write(Path(site) / "brs-test-deps.pth", f"import site; site.addsitedir({ours!r})\n")
-    write(Path(site) / "sitecustomize.py", USER_SITE)
-    return python
 
 
 @pytest.fixture(scope="module", params=["this-python", "debian-python3"])
