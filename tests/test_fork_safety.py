@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def fork_mid_fetch(
     *,
     launched: Path | None = None,
     prologue: str = "",
-    **extra: str,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``launched``: write the program there and start it under brs-run instead.
     ``prologue``: code the program runs first."""
@@ -108,7 +109,7 @@ def fork_mid_fetch(
             "BRS_ROLE_ARN": role_arn,
             "BRS_ROLE_SESSION_NAME": "forked",
             "BRS_DEFER_REFRESH": "false",
-            **extra,
+            **(extra or {}),
         },
         timeout=90,
         check=True,
@@ -149,8 +150,7 @@ def test_fork_during_the_eager_first_fetch_with_every_option_on(
         run_python,
         sts,
         role_arn,
-        BRS_CACHE_DIR=str(tmp_path / "cache"),
-        **EVERY_OPTION,
+        extra={"BRS_CACHE_DIR": str(tmp_path / "cache"), **EVERY_OPTION},
     )
     assert_child_signs_as_the_role(report)
     assert 1 <= sts.count("sts:AssumeRole") <= 2  # the child may take the parent's from the cache
@@ -166,8 +166,7 @@ def test_fork_during_the_first_fetch_under_brs_run_with_every_option_on(
         sts,
         role_arn,
         launched=tmp_path / "program.py",
-        BRS_CACHE_DIR=str(tmp_path / "cache"),
-        **EVERY_OPTION,
+        extra={"BRS_CACHE_DIR": str(tmp_path / "cache"), **EVERY_OPTION},
     )
     assert_child_signs_as_the_role(report)
     assert 1 <= sts.count("sts:AssumeRole") <= 2
@@ -194,8 +193,7 @@ def test_fork_mid_fetch_with_a_slow_at_fork_handler_registered_after_ours(
         sts,
         role_arn,
         prologue=SLOW_LATER_HANDLER,
-        BRS_CACHE_DIR=str(tmp_path / "cache"),
-        **EVERY_OPTION,
+        extra={"BRS_CACHE_DIR": str(tmp_path / "cache"), **EVERY_OPTION},
     )
     assert_child_signs_as_the_role(report)
 
