@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -254,6 +255,15 @@ class Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up before its answer (an SDK's own timeout on a loaded
+        # machine, a killed process) is not the server's error: socketserver's default
+        # would print a traceback into the program's stderr.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("credential server: %s hung up before its answer", client_address[0])
+            return
+        super().handle_error(request, client_address)
 
 
 # -- the process ---------------------------------------------------------------------------

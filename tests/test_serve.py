@@ -859,3 +859,48 @@ def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
         assert _state(child.pid) == "Z"
     finally:
         child.wait(10)
+
+
+def test_a_client_that_hangs_up_before_its_answer_prints_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Under load an SDK's container provider gives up (the JS SDK after 1 s) while the
+    # server is still answering: writing the answer then fails with a reset connection.
+    # socketserver's default report is a traceback in the program's stderr (seen in the
+    # tree test on a loaded machine); a client hanging up is not the server's error.
+    import threading
+
+    from brs_autopatch.server import Gate, Server
+
+    token = "t" * 64
+    hung_up, finished = threading.Event(), threading.Event()
+
+    class Answering:
+        def answer(self, newer_than: float | None) -> dict[str, object]:
+            assert hung_up.wait(10)
+            return {"AccessKeyId": "ASIAHUNGUP", "SecretAccessKey": "s", "Token": "t",
+                    "Expiration": "2030-01-01T00:00:00Z"}
+
+    class Watched(Server):
+        def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+            super().shutdown_request(request)
+            finished.set()  # after handle_error, if the request failed
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    server = Watched(listener, Gate(token), Answering(), "/creds")  # type: ignore[arg-type]
+    serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    serving.start()
+    try:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        client.sendall(f"GET /creds HTTP/1.0\r\nAuthorization: {token}\r\n\r\n".encode())
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        client.close()  # linger 0: a reset, as a client that gave up
+        hung_up.set()
+        assert finished.wait(10), "the request never ended"
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
