@@ -404,3 +404,53 @@ def test_forked_children_refresh_inherited_credentials_at_their_own_points(
     expiry, advisory, mandatory = report["expiry"], report["advisory"], report["mandatory"]
     for point in points:
         assert expiry - advisory - 1e-6 <= point <= expiry - (advisory + mandatory) / 2 + 1e-6
+
+
+# No thread starts inside a fork handler (issue 20): a forked child's refresher starts at
+# its first use of the credentials; credentials stopped before the fork stay stopped.
+REFRESHER_AFTER_FORK = """
+import json, os, threading
+import brs_autopatch, boto3
+
+def refreshers():
+    return [t.name for t in threading.enumerate() if t.name.startswith("brs-refresh")]
+
+def in_child(work):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, json.dumps(work()).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        return json.loads(pipe.read())
+
+credentials = boto3.Session().get_credentials()  # eager: fetched, refresher running
+
+def first_use():
+    before = refreshers()
+    credentials.get_frozen_credentials()
+    return {"before": before, "after": refreshers()}
+
+report = {"parent": refreshers(), "live": in_child(first_use)}
+brs_autopatch.unpatch()  # stops the refresher; the credentials object lives on
+report["stopped"] = in_child(first_use)
+print(json.dumps(report))
+"""
+
+
+def test_a_forked_child_starts_its_refresher_at_first_use_and_never_a_stopped_one(
+    sts: StsServer, run_python: RunPython, role_arn: str
+) -> None:
+    result = run_python(
+        REFRESHER_AFTER_FORK,
+        env={"BRS_ROLE_ARN": role_arn, "BRS_DEFER_REFRESH": "false"},
+        timeout=90,
+        check=True,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report["parent"]) == 1, report
+    assert report["live"] == {"before": [], "after": report["parent"]}, report
+    assert report["stopped"] == {"before": [], "after": []}, report
+    assert sts.count("sts:AssumeRole") == 1  # the children used what they inherited
