@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +42,14 @@ _PROTOCOL_METHODS = ("get_credentials", "create_client", "get_service_model")
 _kinds: weakref.WeakKeyDictionary[type, Kind] = weakref.WeakKeyDictionary()
 _warned: weakref.WeakSet[type] = weakref.WeakSet()
 _lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _is_aiobotocore(cls: type) -> bool:

@@ -12,8 +12,8 @@ refresh, frozen credentials for signing). This subclass adds, around the
 * answers that expire before they can be used count as failed refreshes (backoff);
 * an optional background refresher (``defer_refresh=False``) that renews ahead of the
   advisory window so no request waits on STS;
-* fork safety: the refresh lock, the STS client and the refresher thread are
-  recreated in a forked child;
+* fork safety: the refresh lock and the STS client are recreated in a forked child,
+  and the refresher thread starts again at the child's first use of the credentials;
 * an optional cross-process file cache (:mod:`brs_autopatch.cache`).
 """
 
@@ -145,8 +145,13 @@ class RoleCredentials(DeferredRefreshableCredentials):
         frozen, fresh_until = self._published
         if self._clock() < fresh_until and frozen is not None:
             return frozen
-        result: ReadOnlyCredentials = super().get_frozen_credentials()
-        self._publish()
+        try:
+            result: ReadOnlyCredentials = super().get_frozen_credentials()
+            self._publish()
+        finally:
+            refresher = self._refresher
+            if refresher is not None and refresher.suspended:
+                refresher.resume()  # a forked child's first use (even a failed one)
         return result
 
     def frozen_if_fresh(self) -> ReadOnlyCredentials | None:
@@ -422,7 +427,12 @@ class RoleCredentials(DeferredRefreshableCredentials):
         self._rng = random.Random()
         self._redraw_jitter()
         if self._refresher is not None:
-            self._refresher.restart_after_fork()
+            self._refresher.after_fork_in_child()
+            if self._refresher.suspended:
+                # The refresher starts again at the child's first use of the credentials,
+                # after every at-fork handler ran (see Refresher.after_fork_in_child): send
+                # that use off the fast path. _publish() restores the deadline.
+                self._published = (self._published[0], 0.0)
 
     def _redraw_jitter(self) -> None:
         # Pre-forked workers hold the credentials the parent fetched: with the parent's

@@ -13,6 +13,7 @@ second import tries again instead of silently succeeding unpatched.
 
 from __future__ import annotations
 
+import os
 import sys
 from _thread import RLock
 
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 
 _lock = RLock()
 _hooks: dict[str, list[Hook]] = {}
+
+
+def _reset_after_fork() -> None:
+    # A parent thread may have held the lock, or been between find_spec's two lock
+    # holds, at fork time: the child has no such thread.
+    global _lock
+    _lock = RLock()
+    for finder in sys.meta_path:
+        if isinstance(finder, _Finder):
+            finder._busy = set()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def when_imported(name: str, hook: Hook) -> None:

@@ -46,17 +46,23 @@ class Refresher:
         # finalizer holds this list, not self: the event is replaced on restart.
         self._events = [self._stop]
         weakref.finalize(owner, _set_event, self._events)
+        # Two request threads of a forked child may resume the thread at once: one starts it.
+        self._start_lock = threading.Lock()
+        # Forked child: the thread is to start again at the owner's next use (resume()).
+        self.suspended = False
 
     def start(self) -> None:
-        if self.thread is not None and self.thread.is_alive():
-            return
-        owner = self._owner()
-        if owner is None:
-            return
-        self._stop = threading.Event()
-        self._events[:] = [self._stop]
-        self.thread = threading.Thread(target=self._run, name=f"brs-refresh {owner.label}", daemon=True)
-        self.thread.start()
+        with self._start_lock:
+            self.suspended = False
+            if self.thread is not None and self.thread.is_alive():
+                return
+            owner = self._owner()
+            if owner is None:
+                return
+            self._stop = threading.Event()
+            self._events[:] = [self._stop]
+            self.thread = threading.Thread(target=self._run, name=f"brs-refresh {owner.label}", daemon=True)
+            self.thread.start()
 
     def is_current_thread(self) -> bool:
         return self.thread is threading.current_thread()
@@ -88,15 +94,35 @@ class Refresher:
             del owner
 
     def stop(self, timeout: float) -> None:
+        self.suspended = False  # stopped stays stopped, in a forked child too
         self._stop.set()
         thread = self.thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def restart_after_fork(self) -> None:
-        # Threads do not survive fork(): the child gets a fresh one.
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's thread; :meth:`resume` starts the child's own.
+
+        Not started here: at-fork handlers run one after another in the child, and one
+        registered after ours (another module's, a library's, logging's when it was
+        imported later) may still be about to reset a lock that the parent's threads
+        held. A thread started now can take such a lock first and wait on it forever
+        (issue 20: the cache's mutex, held by the parent's fetch, hung the child).
+        """
+        # Not stopped: running, or about to be started by the parent's thread that was
+        # inside RoleCredentials.start() (its first fetch) when the fork came.
+        running = not self._stop.is_set()
         self.thread = None
-        self.start()
+        # The parent's threads may have held these inside set()/wait() at fork time.
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._events[:] = [self._stop]
+        self.suspended = running
+
+    def resume(self) -> None:
+        """In a forked child, start the thread the parent had (the first use does)."""
+        if self.suspended:
+            self.start()
 
 
 def _set_event(events: list[threading.Event]) -> None:
@@ -122,6 +148,7 @@ def _each(action: Callable[[Owner], None]) -> Callable[[], None]:
 
 
 # gunicorn --preload, multiprocessing fork, os.fork(): reset in the child what the
-# parent's threads may have held. (uWSGI without --lazy-apps skips these handlers.)
+# parent's threads may have held; start no thread (see Refresher.after_fork_in_child).
+# (uWSGI without --lazy-apps skips these handlers.)
 os.register_at_fork(after_in_child=_each(lambda owner: owner.after_fork_in_child()))
 atexit.register(_each(lambda owner: owner.stop(timeout=0.5)))

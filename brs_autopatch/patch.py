@@ -35,6 +35,17 @@ _generation = 0
 # The installation this copy of the package made last (None after unpatch()).
 _installed: Installation | None = None
 
+
+
+def _reset_after_fork() -> None:
+    # Another parent thread may have been inside install()/unpatch() (a plan being made)
+    # at fork time; the child has no such thread, and would wait for it forever.
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
 # The installation used to be called PatchState; the name stays for existing code.
 PatchState = Installation
 

@@ -36,8 +36,10 @@ Standard library only, no botocore: errors.py scrubs exception texts with it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -97,6 +99,7 @@ class Registry:
 
     def __init__(self, max_issued: int = MAX_ISSUED, max_pinned: int = MAX_PINNED) -> None:
         self._lock = threading.Lock()
+        _registries.add(self)
         # value -> its forms (computed once), oldest first.
         self._issued: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._pinned: OrderedDict[str, frozenset[str]] = OrderedDict()
@@ -182,6 +185,17 @@ def _replace_known(text: str, index: dict[str, tuple[str, ...]]) -> str:
 def _mask_value(match: re.Match[str]) -> str:
     return match.group("lead") + REDACTED
 
+
+_registries: weakref.WeakSet[Registry] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # A parent thread may have been remembering a new key (a refresh) at fork time.
+    for registry in list(_registries):
+        registry._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 _REGISTRY = Registry()
 

@@ -23,6 +23,8 @@ import pytest
 from conftest import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython
 from stsclient import StsServer, child_base_env
 
+from brs_autopatch.cache import FileCache
+
 ROLE = "arn:aws:iam::123456789012:role/cached"
 ASSUMED = "arn:aws:sts::123456789012:assumed-role/cached/"
 CALL = "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])"
@@ -72,9 +74,11 @@ FORKS = textwrap.dedent("""
         "request-created.sts", lambda **kwargs: signed_at.append(time.monotonic())
     )
     arns = {}
-    refresh = threading.Thread(
-        target=lambda: arns.setdefault("parent", session.client("sts").get_caller_identity()["Arn"])
-    )
+    def parent_refresh():
+        arns["parent"] = session.client("sts").get_caller_identity()["Arn"]
+        arns["stored_at"] = time.monotonic()  # the entry was written before this
+
+    refresh = threading.Thread(target=parent_refresh)
     refresh.start()  # the first refresh: it takes the cache lock, then waits on a slow STS
     deadline = time.monotonic() + 30
     while not os.path.exists(go) and time.monotonic() < deadline:
@@ -94,9 +98,9 @@ FORKS = textwrap.dedent("""
             os.close(read)
             try:
                 arn = client.get_caller_identity()["Arn"]
-                os.write(write, json.dumps([arn, signed_at[0] - forked]).encode())
+                os.write(write, json.dumps([arn, signed_at[0] - forked, signed_at[0]]).encode())
             except Exception as error:
-                os.write(write, json.dumps([repr(error)[:300], -1]).encode())
+                os.write(write, json.dumps([repr(error)[:300], -1, 0]).encode())
             finally:
                 os._exit(0)
         os.close(write)
@@ -112,10 +116,11 @@ FORKS = textwrap.dedent("""
                 break
             time.sleep(0.01)
         answer = os.read(read, 4096)
-        answers.append(json.loads(answer) if answer else ["no answer in 30 s", -1])
+        answers.append(json.loads(answer) if answer else ["no answer in 30 s", -1, 0])
         os.close(read)
     refresh.join(30)
-    print(json.dumps({"locked_forks": locked_forks, "answers": answers, "parent": arns.get("parent")}))
+    print(json.dumps({"locked_forks": locked_forks, "answers": answers, "parent": arns.get("parent"),
+                      "stored_at": arns.get("stored_at")}))
 """)
 
 
@@ -149,16 +154,21 @@ def test_fifty_forks_during_a_refresh_all_sign_as_the_role(
     assert proc.returncode == 0, err
     report = json.loads(out)
     answers = report["answers"]
-    failed = [answer for answer, seconds in answers if seconds < 0]
-    slowest = max(seconds for _, seconds in answers)
+    failed = [answer for answer, seconds, _ in answers if seconds < 0]
+    slowest = max(seconds for _, seconds, _ in answers)
     print(f"{report['locked_forks']} of 50 forks under the lock, {50 - len(failed)} of 50 signed as the role")
     assert not failed, (len(failed), failed[:3], err[-3000:])
     # A fork after the refresh released the lock tests something else (the refresh's
     # publish order); the 3 s STS delay leaves room for 50 forks on a loaded machine.
     assert report["locked_forks"] == 50, "not every fork happened while the refresh held the lock"
-    print(f"slowest child signed {slowest:.2f} s after its fork")
-    assert slowest < 5
-    assert all(arn.startswith(ASSUMED) for arn, _ in answers) and report["parent"].startswith(ASSUMED)
+    # Signed from the parent's entry, not after the cache's lock timeout (10 s): judged
+    # from when the parent was done, since on a loaded machine (load 30 on 2 cores) the
+    # 3 s STS delay alone stretched past 5 s after the first forks.
+    late = max(signed - report["stored_at"] for _, _, signed in answers)
+    print(f"slowest child signed {slowest:.2f} s after its fork, {late:.2f} s after the parent stored")
+    assert late < 5
+    assert slowest < FileCache.lock_timeout
+    assert all(arn.startswith(ASSUMED) for arn, _, _ in answers) and report["parent"].startswith(ASSUMED)
     assert sts.count("sts:AssumeRole") == 1  # the children read what the parent stored
     signed = sts.calls("GetCallerIdentity")
     assert len(signed) == 51
