@@ -200,6 +200,8 @@ class Shared(Credentials):
 
 
 def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it (starting) at fork time
     if _endpoint is not None:
         _endpoint.after_fork_in_child()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,14 @@ _WRAPPED = "__brs_presign__"
 
 _warned_lock = threading.Lock()
 _warned: set[tuple[int, int]] = set()  # (id of the credentials, ExpiresIn) warned about
+
+
+def _reset_after_fork() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # a parent thread may have held it at fork time
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def register(session: Any) -> None:
