@@ -384,16 +384,17 @@ print(json.dumps({"parent": parent, "children": report, "expiry": expiry,
 """
 
 
+def _last_json(run_python: RunPython, code: str, env: dict[str, str]) -> Any:
+    """Run ``code`` in a fresh interpreter; the JSON of its last line of output."""
+    result = run_python(code, env=env, timeout=90, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def test_forked_children_refresh_inherited_credentials_at_their_own_points(
     sts: StsServer, run_python: RunPython, role_arn: str
 ) -> None:
-    result = run_python(
-        FORK_AFTER_FETCH,
-        env={"BRS_ROLE_ARN": role_arn, "BRS_ROLE_SESSION_NAME": "forked"},
-        timeout=90,
-        check=True,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    env = {"BRS_ROLE_ARN": role_arn, "BRS_ROLE_SESSION_NAME": "forked"}
+    report = _last_json(run_python, FORK_AFTER_FETCH, env)
     children = report["children"]
     assert len(children) == 8
     assert all(child["arn"].endswith(":assumed-role/brs-test-role/forked") for child in children)
@@ -443,13 +444,8 @@ print(json.dumps(report))
 def test_a_forked_child_starts_its_refresher_at_first_use_and_never_a_stopped_one(
     sts: StsServer, run_python: RunPython, role_arn: str
 ) -> None:
-    result = run_python(
-        REFRESHER_AFTER_FORK,
-        env={"BRS_ROLE_ARN": role_arn, "BRS_DEFER_REFRESH": "false"},
-        timeout=90,
-        check=True,
-    )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    env = {"BRS_ROLE_ARN": role_arn, "BRS_DEFER_REFRESH": "false"}
+    report = _last_json(run_python, REFRESHER_AFTER_FORK, env)
     assert len(report["parent"]) == 1, report
     assert report["live"] == {"before": [], "after": report["parent"]}, report
     assert report["stopped"] == {"before": [], "after": []}, report
