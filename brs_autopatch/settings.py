@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from .environment import (
     _CALLABLE_PATH,
@@ -61,6 +61,9 @@ class Settings:
     every process under brs-run, where generating a 27-field dataclass cost about 4 ms.
     The keyword arguments of ``__init__`` are the fields (:data:`FIELDS`).
     """
+
+    #: The field names, in order (set below, from ``__init__``'s keywords).
+    FIELDS: ClassVar[tuple[str, ...]]
 
     __slots__ = (
         "adopt_own_keys",
@@ -249,6 +252,8 @@ class Settings:
 # The fields, in order, and their defaults: the keyword arguments of Settings.__init__.
 _DEFAULTS: dict[str, Any] = dict(Settings.__init__.__kwdefaults__ or {})
 FIELDS: tuple[str, ...] = tuple(_DEFAULTS)
+# Public: users read the fields from the class (``Settings.FIELDS``), whatever module holds it.
+Settings.FIELDS = FIELDS
 # Not in the repr: secrets, or values that may hold them (policies, keys).
 _HIDDEN = frozenset({"external_id", "assume_role_kwargs", "sts_client_kwargs", "mfa_token_command", "origin"})
 # Equality ignores where a value came from.
