@@ -13,7 +13,7 @@ every round, so drift hits both sides alike), reported as medians:
   never load brs_autopatch);
 * 6 x ``python -c "import boto3"`` the same way (target <= 1.05x): brs_autopatch is
   loaded and the patch installed when botocore is imported; the plan, which the
-  launcher made already, waits for the first session (brs_autopatch.checked);
+  launcher made already, waits for the first session (brs_autopatch.config.fingerprint);
 * the launcher alone, ``brs-run true`` against ``true``: its one-time cost.
 
 Then per Python child, net of the launcher by construction (targets <= 1.04x and

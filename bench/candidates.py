@@ -115,7 +115,7 @@ def _autopatch_scope(duration: int, tag: str) -> Iterator[None]:
 
 
 def _autopatch(duration: int, tag: str) -> Built:
-    from brs_autopatch import patch
+    from brs_autopatch.patch import install as patch
 
     def plain() -> Built:
         # What application code does: a plain boto3.Session(), nothing else.

@@ -187,7 +187,7 @@ def attach(clock: FakeClock, credentials: Any) -> None:
 
 # Modules whose ``threading.Event`` sleeps the background refresher (one or the other,
 # depending on the brs_autopatch version).
-_REFRESHER_MODULES = ("brs_autopatch.lifecycle", "brs_autopatch.credentials")
+_REFRESHER_MODULES = ("brs_autopatch.credentials.lifecycle", "brs_autopatch.credentials.engine")
 
 
 @contextlib.contextmanager

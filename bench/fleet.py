@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from brs_autopatch.credentials import RoleCredentials
+from brs_autopatch.credentials.engine import RoleCredentials
 
 from .report import Table
 

@@ -324,7 +324,7 @@ def cost(cands: tuple[Candidate, ...], server: StsServer, opts: Options) -> Tabl
 
 # -- e. worst latency across a refresh with a slow STS -----------------------------------
 def latency(cands: tuple[Candidate, ...], env: BenchEnv, opts: Options) -> Table:
-    from brs_autopatch import schedule
+    from brs_autopatch.credentials import schedule
 
     table = Table(
         "latency", f"e. Worst request latency across a refresh, STS slowed to {opts.sts_delay:.0f} s",

@@ -80,7 +80,7 @@ def fake_sts() -> dict[str, Any]:
 
 
 def _settings(cache_dir: str | None = None) -> Any:
-    from brs_autopatch.settings import from_env
+    from brs_autopatch.config.settings import from_env
 
     env = {"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "bench.serve_scenarios:fake_sts"}
     if cache_dir:
@@ -107,8 +107,9 @@ def _container_client(clock: Clock, fetch: Callable[[], dict[str, Any]]) -> Any:
 
 def _run_tree(mode: str) -> dict[str, int]:
     global _current
-    from brs_autopatch import factory, served
-    from brs_autopatch.server import Credentials
+    from brs_autopatch import build as factory
+    from brs_autopatch.methods import served
+    from brs_autopatch.serve.server import Credentials
 
     clock = Clock()
     sts = _current = FakeSts(clock)
@@ -124,7 +125,7 @@ def _run_tree(mode: str) -> dict[str, int]:
                 endpoint["answers"] += 1
                 return server.answer(newer_than)
 
-            from brs_autopatch.credentials import RoleCredentials
+            from brs_autopatch.credentials.engine import RoleCredentials
 
             python = [RoleCredentials(lambda: served.fetcher(answer, "bench"), label="served", clock=clock)
                       for _ in range(PYTHON_WORKERS)]
@@ -176,7 +177,7 @@ def _endpoint() -> Iterator[tuple[str, str]]:
     global _current
     import socket
 
-    from brs_autopatch.server import Credentials, Gate, Server
+    from brs_autopatch.serve.server import Credentials, Gate, Server
 
     clock = Clock()
     clock.now = time.time()

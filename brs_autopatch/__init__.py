@@ -3,7 +3,7 @@
 ``import brs_autopatch`` installs the patch when ``BRS_ROLE_ARN`` is set (and
 ``BRS_ENABLED`` is not false). It never imports boto3 or botocore itself: the patch
 is applied when botocore is imported, or at once if it already is. The exception is
-``BRS_SERVE=true`` (:mod:`brs_autopatch.inprocess`), which resolves the source
+``BRS_SERVE=true`` (:mod:`brs_autopatch.serve.inprocess`), which resolves the source
 credentials with botocore before it serves the role to native clients.
 """
 
@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import sys
 
-from . import importer
 from ._version import __version__
+from .util import importer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .credentials import RoleCredentials
+    from .config.settings import Settings, from_env
+    from .credentials.engine import RoleCredentials
     from .errors import ConfigError, CredentialRefreshError
-    from .patch import install, patched, unpatch
+    from .patch.install import install, patched, unpatch
     from .session import RefreshableSession
-    from .settings import Settings, from_env
 
 __all__ = [
     "ConfigError",
@@ -42,18 +42,18 @@ _LAZY = {
     "ConfigError": "errors",
     "CredentialRefreshError": "errors",
     "RefreshableSession": "session",
-    "RoleCredentials": "credentials",
-    "Settings": "settings",
-    "from_env": "settings",
-    "install": "patch",
-    "patched": "patch",
-    "unpatch": "patch",
+    "RoleCredentials": "credentials.engine",
+    "Settings": "config.settings",
+    "from_env": "config.settings",
+    "install": "patch.install",
+    "patched": "patch.install",
+    "unpatch": "patch.install",
 }
 
-# Set by brs-run for the processes it starts (see brs_autopatch.launcher).
+# Set by brs-run for the processes it starts (see brs_autopatch.launch.main).
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"
 # The directory brs-run puts first on PYTHONPATH and the .pth line loads from
-# (brs_autopatch.launcher, brs_autopatch.pth): defined here, below both.
+# (brs_autopatch.launch.main, brs_autopatch.launch.pth): defined here, below both.
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 
@@ -72,12 +72,12 @@ def _warn_unknown_variables() -> None:
     """One WARNING for mistyped BRS_* variables: they would be ignored silently."""
     if not any(name.startswith("BRS_") for name in os.environ):
         return
-    from .environment import LOG_LEVELS, describe_unknown, unknown_variables
+    from .config.variables import LOG_LEVELS, describe_unknown, unknown_variables
 
     found = unknown_variables(os.environ)
     if not found:
         return
-    from . import logs
+    from .util import logs
 
     level = os.environ.get("BRS_LOG_LEVEL", "").strip().upper()
     logger = logs.configure(level if level in LOG_LEVELS else None)
@@ -89,7 +89,7 @@ def _warn_unknown_variables() -> None:
 
 
 def _install_when_botocore_arrives(_module: object) -> None:
-    from .patch import install
+    from .patch.install import install
 
     _warn_unknown_variables()
     install()
@@ -112,7 +112,7 @@ def _autoinstall() -> None:
         # pay for logging and the rest, only in a process that imports botocore.
         importer.when_imported("botocore", _install_when_botocore_arrives)
         return
-    from .patch import install
+    from .patch.install import install
 
     _warn_unknown_variables()
     if install() and os.environ.get("BRS_SERVE"):
@@ -121,15 +121,15 @@ def _autoinstall() -> None:
 
 
 def _serve_in_process() -> None:
-    """BRS_SERVE=true: the credential endpoint in this process (brs_autopatch.inprocess)."""
-    from .patch import installed
+    """BRS_SERVE=true: the credential endpoint in this process (brs_autopatch.serve.inprocess)."""
+    from .patch.install import installed
 
     state = installed()
     if state is None or not state.settings.serve:
         return
     from .errors import ConfigError
-    from .inprocess import start
-    from .serve import ServeError
+    from .serve.inprocess import start
+    from .serve.start import ServeError
 
     try:
         start(state)

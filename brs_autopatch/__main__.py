@@ -1,6 +1,6 @@
 """``python -m brs_autopatch [options] [--] command [args...]``: the same as ``brs-run``."""
 
-from brs_autopatch.launcher import main
+from brs_autopatch.launch.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

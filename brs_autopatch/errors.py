@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from . import importer
+from .util import importer
 
 
 def _clean(text: str) -> str:
-    """One line, with any secret this process knows of masked (see brs_autopatch.redact)."""
+    """One line, with any secret this process knows of masked (see brs_autopatch.util.redact)."""
     # Imported here: the launcher imports this module at start-up and needs redact
     # (and logging) only when an error is actually raised.
-    from .redact import scrub
+    from .util.redact import scrub
 
     return scrub(" ".join(text.split()))
 

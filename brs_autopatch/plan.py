@@ -1,11 +1,11 @@
 """The validation plan: every check of the settings, done before anything is built.
 
-:func:`make` turns :class:`~brs_autopatch.settings.Settings` into a frozen
+:func:`make` turns :class:`~brs_autopatch.config.settings.Settings` into a frozen
 :class:`Plan` — the resolved credential method, the STS parameters of every hop, the
 STS client keywords with a real botocore ``Config``, the cache directory — or raises
 the one-line :class:`~brs_autopatch.errors.ConfigError` for the first bad value.
 It has no side effects: no STS call, no client, no thread, nothing created on disk.
-:func:`brs_autopatch.factory.build_from_plan` builds from a plan and never checks
+:func:`brs_autopatch.build.build_from_plan` builds from a plan and never checks
 again, so a bad setting cannot surface later, at the first request.
 
 Who runs it: ``install()`` as soon as botocore is imported (at once if it already
@@ -25,12 +25,12 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .config.settings import BUILTIN_METHODS, Settings
 from .errors import ConfigError
-from .settings import BUILTIN_METHODS, Settings
 
 if TYPE_CHECKING:
     from .methods import Method
-    from .patterns import LazyPattern
+    from .util.patterns import LazyPattern
 
 ENTRY_POINT_GROUP = "brs_autopatch.methods"  # the same as methods.ENTRY_POINT_GROUP
 # AssumeRoleWithWebIdentity takes these of the AssumeRole parameters (methods.WEB_IDENTITY_PARAMS).
@@ -69,7 +69,7 @@ class Hop(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """Everything :func:`brs_autopatch.factory.build_from_plan` needs, validated."""
+    """Everything :func:`brs_autopatch.build.build_from_plan` needs, validated."""
 
     settings: Settings
     hops: tuple[Hop, ...]
@@ -91,7 +91,8 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     BRS_MFA_TOKEN_COMMAND is set). Imports botocore, and BRS_CUSTOM_METHOD's module
     (under a guard: its ``sys.exit()`` or exception is a ConfigError).
     """
-    from . import methods, profiles
+    from . import methods
+    from .config import profiles
 
     settings, _ = profiles.resolve(settings)  # BRS_PROFILE: the role from the AWS config
     origin = _named(settings, origin)
@@ -133,7 +134,7 @@ def check(settings: Settings, *, origin: Origin = ENVIRONMENT, search_path: Sequ
     a value needs it (BRS_ASSUME_ROLE_KWARGS, BRS_STS_CLIENT_KWARGS).
     """
     if settings.profile:
-        from . import profiles
+        from .config import profiles
 
         settings, _ = profiles.resolve(settings)
     hops = _hops(settings, bool(settings.mfa_token_command), origin)
@@ -196,8 +197,8 @@ def _hops(settings: Settings, mfa: bool, origin: Origin) -> list[_HopParams]:
     arns: list[str | None] = list(settings.role_arns)
     if settings.method == "served":
         # brs-run --serve: the launch tree's server assumed the served role already; a role
-        # asked for on top of it is chained from the served credentials (brs_autopatch.nested).
-        from . import nested
+        # asked for on top of it is chained from the served credentials (brs_autopatch.config.nested).
+        from .config import nested
 
         chained = nested.chained_roles(settings)
         nested.check_chained(settings, chained)
@@ -246,7 +247,7 @@ def _check_params(settings: Settings, hops: list[_HopParams], origin: Origin) ->
     """
     if not settings.assume_role_kwargs and _own_variables_valid(settings):
         return
-    from .validation import validate_sts_params
+    from .config.botocore_checks import validate_sts_params
 
     for arn, params, mfa, first in hops:
         if arn is None:
@@ -264,7 +265,7 @@ def _own_variables_valid(settings: Settings) -> bool:
     True for settings from the environment; the explicit API fills the same fields
     from its arguments unchecked, and those go to the model.
     """
-    from .environment import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME
+    from .config.variables import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME
 
     def matches(value: Any, pattern: LazyPattern) -> bool:
         return value is None or (isinstance(value, str) and pattern.fullmatch(value) is not None)
@@ -281,7 +282,7 @@ def _own_variables_valid(settings: Settings) -> bool:
 def _client_kwargs(settings: Settings, origin: Origin) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if settings.sts_client_kwargs:
-        from .validation import sts_client_kwargs
+        from .config.botocore_checks import sts_client_kwargs
 
         kwargs = sts_client_kwargs(settings.sts_client_kwargs, origin.sts_client_kwargs)
     if settings.sts_region and "region_name" not in kwargs:
@@ -320,7 +321,7 @@ def _load_later(name: str) -> Method:
 
 def _check_cache_dir(settings: Settings, origin: Origin) -> None:
     if settings.cache_dir is not None:
-        from .cache import check_directory
+        from .credentials.cache import check_directory
 
         check_directory(settings.cache_dir, origin.cache_dir)
 

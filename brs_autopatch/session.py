@@ -7,14 +7,16 @@ from typing import Any
 
 import boto3
 
-from . import factory, plan, presign, sources
-from .arguments import CHECKS, bad_argument
-from .arguments import role_arn as check_role_arn
-from .credentials import RoleCredentials
+from . import build as factory
+from . import plan
+from .config.arguments import CHECKS, bad_argument
+from .config.arguments import role_arn as check_role_arn
+from .config.botocore_checks import validate_sts_params
+from .config.settings import Settings
+from .credentials import presign, sources
+from .credentials.engine import RoleCredentials
+from .credentials.mfa import TokenProvider
 from .errors import ConfigError
-from .mfa import TokenProvider
-from .settings import Settings
-from .validation import validate_sts_params
 
 # boto3.Session keywords that choose the *source* credentials, not the session's own.
 _SOURCE_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")

@@ -21,9 +21,9 @@ from typing import Any
 
 from dateutil.parser import isoparse
 
-from brs_autopatch import factory
-from brs_autopatch.credentials import RoleCredentials
-from brs_autopatch.settings import Settings
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials.engine import RoleCredentials
 
 
 class SimClock:

@@ -17,10 +17,10 @@ from botocore.credentials import ReadOnlyCredentials
 from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import StsServer, make_role_arn
 
-from brs_autopatch.aio_credentials import AioRoleCredentials
-from brs_autopatch.credentials import RoleCredentials
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials.async_view import AioRoleCredentials
+from brs_autopatch.credentials.engine import RoleCredentials
 from brs_autopatch.errors import CredentialRefreshError
-from brs_autopatch.settings import Settings
 
 ROLE = make_role_arn("aio-view")
 

@@ -9,8 +9,8 @@ from stsclient import RunPython, StsServer
 
 import brs_autopatch
 from brs_autopatch import ConfigError, RefreshableSession, Settings
-from brs_autopatch.arguments import CHECKS, settings_from_arguments
-from brs_autopatch.settings import FIELDS
+from brs_autopatch.config.arguments import CHECKS, settings_from_arguments
+from brs_autopatch.config.settings import FIELDS
 
 ROLE = "arn:aws:iam::123456789012:role/brs-test-role"
 
@@ -47,7 +47,7 @@ def test_arguments_record_their_origin_for_later_checks(aws_env: dict[str, str])
     assert settings.name_of("assume_role_kwargs") == "assume_role_kwargs"
     assert Settings().name_of("assume_role_kwargs") == "BRS_ASSUME_ROLE_KWARGS"
     assert Settings().name_of("role_arns") == "BRS_ROLE_ARN"
-    from brs_autopatch import factory
+    from brs_autopatch import build as factory
 
     with pytest.raises(ConfigError, match=r"^assume_role_kwargs has unknown key 'Bogus'"):
         factory.build(settings)

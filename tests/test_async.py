@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 
-from brs_autopatch import check
+from brs_autopatch.launch import check
 
 ROLE = make_role_arn("async-role")
 SESSION = "async"
@@ -71,7 +71,7 @@ def role_keys(sts: StsServer, action: str) -> list[str | None]:
 
 
 SHARED = """
-from brs_autopatch import patch, providers
+from brs_autopatch.patch import install as patch, providers
 shared = providers.shared_credentials(patch.current())
 """
 
@@ -100,7 +100,7 @@ def test_tested_range_examples() -> None:
 def test_session_kinds() -> None:
     import botocore.session
 
-    from brs_autopatch.aio import session_kind
+    from brs_autopatch.patch.aio import session_kind
 
     class SyncSub(botocore.session.Session):
         def get_credentials(self) -> Any:

@@ -261,7 +261,7 @@ def test_failing_hook_does_not_leave_boto3_silently_unpatched(run_python: RunPyt
     result = run_python(
         textwrap.dedent("""
         import brs_autopatch
-        from brs_autopatch import importer
+        from brs_autopatch.util import importer
         # Make the registered botocore hook fail once, as an unexpected bug would.
         real, calls = importer._hooks["botocore"][0], []
         def flaky(module):
@@ -316,7 +316,7 @@ def test_fork_while_parent_refreshes(sts: StsServer, run_python: RunPython, defe
     result = run_python(
         textwrap.dedent("""
         import os, sys, threading, time, brs_autopatch, boto3
-        from brs_autopatch import patch, providers
+        from brs_autopatch.patch import install as patch, providers
         session = boto3.Session()
         creds = None
         if os.environ["BRS_DEFER_REFRESH"] == "true":
@@ -365,7 +365,7 @@ def test_deferred_install_under_the_launcher_marker(sts: StsServer, run_python: 
     # imported, which happens while boto3 itself is only half imported.
     result = run_python(
         "import brs_autopatch, sys\n"
-        "assert 'brs_autopatch.settings' not in sys.modules and 'logging' not in sys.modules\n"
+        "assert 'brs_autopatch.config.settings' not in sys.modules and 'logging' not in sys.modules\n"
         "import boto3\n"
         "print(boto3.client('sts').get_caller_identity()['Arn'])",
         env={**ENV, "BRS_BOOTSTRAP": "1"},

@@ -1,4 +1,4 @@
-"""The AWS file copies under ``brs-run --serve`` (brs_autopatch.awsfiles), checked by botocore.
+"""The AWS file copies under ``brs-run --serve`` (brs_autopatch.serve.awsfiles), checked by botocore.
 
 Generated config and credentials files (every spelling of the default profile, ``[DEFAULT]``,
 ``source_profile`` chains, ``credential_process``, profile selection by
@@ -27,7 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from stsclient import StsServer
 
-from brs_autopatch import awsfiles
+from brs_autopatch.serve import awsfiles
 
 SRC = "AKIDSOURCE0000000000"
 OTHER = "AKIDOTHER00000000000"

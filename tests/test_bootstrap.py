@@ -28,8 +28,8 @@ from test_launcher import (
 )
 
 import brs_autopatch
-from brs_autopatch import launcher
-from brs_autopatch.launcher import BOOTSTRAP_DIR, bootstrap_value
+from brs_autopatch.launch import main as launcher
+from brs_autopatch.launch.main import BOOTSTRAP_DIR, bootstrap_value
 
 BOOTSTRAP_FILE = os.path.join(BOOTSTRAP_DIR, "sitecustomize.py")
 

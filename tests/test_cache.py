@@ -1,4 +1,4 @@
-"""BRS_CACHE_DIR: processes on one host share credentials (brs_autopatch.cache.FileCache).
+"""BRS_CACHE_DIR: processes on one host share credentials (brs_autopatch.credentials.cache.FileCache).
 
 End to end with subprocesses first, then FileCache and its entry check on their own
 (real files, a stub fetch). Attacks and faults: test_cache_attacks.py.
@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stsclient import StsServer, child_base_env
 
-from brs_autopatch.answers import normalize as _normalize
-from brs_autopatch.cache import FileCache, check_directory, valid_entry
+from brs_autopatch.credentials.answers import normalize as _normalize
+from brs_autopatch.credentials.cache import FileCache, check_directory, valid_entry
 from brs_autopatch.errors import ConfigError
 
 ROLE = "arn:aws:iam::123456789012:role/cached"

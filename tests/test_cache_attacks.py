@@ -23,7 +23,7 @@ import pytest
 from conftest import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython
 from stsclient import StsServer, child_base_env
 
-from brs_autopatch.cache import FileCache
+from brs_autopatch.credentials.cache import FileCache
 
 ROLE = "arn:aws:iam::123456789012:role/cached"
 ASSUMED = "arn:aws:sts::123456789012:assumed-role/cached/"
@@ -400,7 +400,7 @@ def test_check_reports_an_unusable_directory_and_changes_nothing(
     shared.chmod(0o1777)
     missing = tmp_path / "missing"
     before = snapshot(tmp_path)
-    code = "import sys\nfrom brs_autopatch.check import run_check\nsys.exit(run_check())"
+    code = "import sys\nfrom brs_autopatch.launch.check import run_check\nsys.exit(run_check())"
     result = run_python(code, env=settings(shared), timeout=60)
     assert result.returncode == 1
     assert "FAILED: BRS_CACHE_DIR=" in result.stderr and "world-writable" in result.stderr

@@ -17,9 +17,11 @@ from conftest import RunPython
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 from test_mfa import SERIAL, Timeline
 
-from brs_autopatch import ConfigError, factory, sources
-from brs_autopatch.credentials import RoleCredentials
-from brs_autopatch.settings import from_env
+from brs_autopatch import ConfigError
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import from_env
+from brs_autopatch.credentials import sources
+from brs_autopatch.credentials.engine import RoleCredentials
 
 ROLE_A = make_role_arn("chain-a")
 ROLE_B = make_role_arn("chain-b")

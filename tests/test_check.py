@@ -9,7 +9,7 @@ import pytest
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
 from test_launcher import ASSUMED, MODULE, ROLE, Launch, Result, make_base_env, make_launch
 
-from brs_autopatch.check import parse_version
+from brs_autopatch.launch.check import parse_version
 
 EXTERNAL_ID = "external-id-never-printed"
 # A secret access key or a session token: a long run of base64 characters.

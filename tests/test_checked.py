@@ -1,4 +1,4 @@
-"""brs-run checks the settings once per launch tree (brs_autopatch.checked).
+"""brs-run checks the settings once per launch tree (brs_autopatch.config.fingerprint).
 
 A Python child whose BRS_* variables are the ones the launcher checked parses its
 settings as botocore arrives and makes its plan with the credentials, at the first
@@ -15,9 +15,9 @@ import pytest
 from stsclient import DEFAULT_ACCOUNT_ID
 from test_launcher import MODULE, SESSION, Launch, make_base_env, make_launch
 
-from brs_autopatch import checked
-from brs_autopatch.launcher import bootstrap_value
-from brs_autopatch.settings import from_env
+from brs_autopatch.config import fingerprint as checked
+from brs_autopatch.config.settings import from_env
+from brs_autopatch.launch.main import bootstrap_value
 
 ROLE_ENV = {"BRS_ROLE_ARN": "arn:aws:iam::123456789012:role/app", "BRS_ROLE_SESSION_NAME": "s1"}
 ASSUMED = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/{SESSION}"
@@ -31,7 +31,7 @@ print("imported", *ours())
 print("identity", boto3.client("sts").get_caller_identity()["Arn"])
 print("session", *ours())
 """
-PLANNING = {"plan", "methods", "factory"}
+PLANNING = {"plan", "methods", "build"}
 
 
 @pytest.fixture

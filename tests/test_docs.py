@@ -125,7 +125,7 @@ def test_the_readme_sample_output_matches_the_demo() -> None:
 
 
 def test_the_readme_table_lists_every_variable_of_the_code_table() -> None:
-    from brs_autopatch.environment import VARIABLES
+    from brs_autopatch.config.variables import VARIABLES
 
     text = (REPO_ROOT / "README.md").read_text()
     table = text[text.index("| variable | meaning | default |") :].split("\n\n", 1)[0]
@@ -148,7 +148,7 @@ def test_the_readme_module_map_names_every_module() -> None:
 
 
 def test_the_readme_tested_range_is_what_check_calls_tested() -> None:
-    from brs_autopatch.check import TESTED
+    from brs_autopatch.launch.check import TESTED
 
     line = " ".join(_readme_paragraph("**Tested range**").split())
 

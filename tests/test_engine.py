@@ -14,8 +14,8 @@ from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
 
 from brs_autopatch import CredentialRefreshError, RefreshableSession
-from brs_autopatch.lifecycle import Refresher
-from brs_autopatch.settings import Settings
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials.lifecycle import Refresher
 
 ROLE = "arn:aws:iam::123456789012:role/engine"
 

@@ -19,7 +19,7 @@ import pytest
 from engine_helpers import figure
 from stsclient import RunPython, StsServer
 
-from brs_autopatch.cache import FileCache
+from brs_autopatch.credentials.cache import FileCache
 
 TESTS_DIR = Path(__file__).resolve().parent
 CHILD_DEADLINE = 10.0
@@ -36,7 +36,7 @@ import brs_autopatch  # BRS_ROLE_ARN is set: patched when botocore arrives
 import boto3
 
 server = StsServer(os.environ["AWS_ENDPOINT_URL"])
-# Under brs-run the plan waits for the first session (brs_autopatch.checked): then it is
+# Under brs-run the plan waits for the first session (brs_autopatch.config.fingerprint): then it is
 # made under the installation's lock, during the fetch this test forks in.
 result = {{"planned_at_import": "brs_autopatch.plan" in sys.modules}}
 
@@ -180,7 +180,7 @@ def test_fork_during_the_first_fetch_under_brs_run_with_every_option_on(
 # 10 s. The slow handler turns that race (3 runs in 7) into a certainty.
 SLOW_LATER_HANDLER = """
 import os, time
-import brs_autopatch.lifecycle
+import brs_autopatch.credentials.lifecycle
 os.register_at_fork(after_in_child=lambda: time.sleep(2.0))
 """
 
@@ -206,7 +206,9 @@ EVERY_LOCK_HELD = r"""
 import json, os, signal, sys, threading, time, weakref
 from collections import deque
 import brs_autopatch, boto3
-from brs_autopatch import aio, aio_credentials  # imported by async sessions: their locks too
+from brs_autopatch.patch import aio
+# imported by async sessions: their locks too
+from brs_autopatch.credentials import async_view as aio_credentials
 
 credentials = boto3.Session().get_credentials()  # eager: fetched (through the cache), refresher running
 aio_credentials.hub_for(credentials)  # what an aiobotocore view of them makes
@@ -307,18 +309,18 @@ print(json.dumps(results))
 
 # The locks the walk must find (one pattern each), so that it cannot pass by finding none.
 KNOWN_LOCKS = (
-    "brs_autopatch.patch._lock",
-    "brs_autopatch.importer._lock",
-    "brs_autopatch.aio._lock",
-    "brs_autopatch.aio_credentials._hubs_lock",
+    "brs_autopatch.patch.install._lock",
+    "brs_autopatch.util.importer._lock",
+    "brs_autopatch.patch.aio._lock",
+    "brs_autopatch.credentials.async_view._hubs_lock",
     "._kick_lock",
-    "brs_autopatch.filelock._mutexes_guard",
-    "brs_autopatch.filelock._mutexes[",
+    "brs_autopatch.credentials.filelock._mutexes_guard",
+    "brs_autopatch.credentials.filelock._mutexes[",
     "._refresh_lock",
     "._refresher._start_lock",
     "._refresher._stop._cond._lock",
-    "brs_autopatch.redact.",  # the registry of secrets to mask
-    "brs_autopatch.installation._live[",
+    "brs_autopatch.util.redact.",  # the registry of secrets to mask
+    "brs_autopatch.patch.installation._live[",
 )
 
 

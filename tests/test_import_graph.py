@@ -17,9 +17,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "brs_autopatch"
 
 KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"brs_autopatch.methods", "brs_autopatch.served"}),
-    frozenset({"brs_autopatch.aio", "brs_autopatch.providers"}),
-    frozenset({"brs_autopatch.serve", "brs_autopatch.server"}),
+    frozenset({"brs_autopatch.methods", "brs_autopatch.methods.served"}),
+    frozenset({"brs_autopatch.patch.aio", "brs_autopatch.patch.providers"}),
+    frozenset({"brs_autopatch.serve.start", "brs_autopatch.serve.server"}),
 }
 
 
@@ -131,8 +131,8 @@ def test_the_graph_sees_lazy_imports_and_skips_type_checking_blocks() -> None:
     # brs_autopatch/__init__.py imports patch only inside a function, and its
     # TYPE_CHECKING block imports settings: the first is an edge, the second is not
     # (unless another real import adds it).
-    assert "brs_autopatch.patch" in edges["brs_autopatch"]
-    assert "brs_autopatch.importer" in edges["brs_autopatch"]
+    assert "brs_autopatch.patch.install" in edges["brs_autopatch"]
+    assert "brs_autopatch.util.importer" in edges["brs_autopatch"]
 
 
 def test_no_new_import_circle() -> None:

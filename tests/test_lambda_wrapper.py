@@ -70,7 +70,7 @@ def test_the_old_recipe_is_no_longer_silent(launch: Launch, sts: StsServer, tmp_
     # nothing said. It still declines (brs-run did not set the interpreter up), loudly.
     old = (
         "#!/bin/sh\n"
-        "export PYTHONPATH=\"$(python3 -c 'import brs_autopatch.launcher as l; print(l.BOOTSTRAP_DIR)')"
+        "export PYTHONPATH=\"$(python3 -c 'import brs_autopatch.launch.main as l; print(l.BOOTSTRAP_DIR)')"
         '${PYTHONPATH:+:$PYTHONPATH}"\n'
         "export BRS_BOOTSTRAP=1\n"
         'exec "$@"\n'

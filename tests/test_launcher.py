@@ -23,7 +23,7 @@ from conftest import REPO_ROOT
 from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env, make_role_arn
 
 from brs_autopatch import __version__
-from brs_autopatch.launcher import BOOTSTRAP_DIR, build_pythonpath, parse_args
+from brs_autopatch.launch.main import BOOTSTRAP_DIR, build_pythonpath, parse_args
 
 VENV_BIN = Path(sys.executable).parent
 BRS_RUN = VENV_BIN / "brs-run"
@@ -374,7 +374,7 @@ def test_the_launcher_imports_neither_boto3_nor_botocore_nor_wrapt(launch: Launc
     assert result.returncode == 0, result.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                if line.startswith("import time:")}
-    assert "brs_autopatch.launcher" in modules
+    assert "brs_autopatch.launch.main" in modules
     assert {m for m in modules if m.split(".")[0] in ("boto3", "botocore", "wrapt")} == set()
 
 

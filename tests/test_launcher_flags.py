@@ -11,9 +11,9 @@ import pytest
 from stsclient import RunPython, StsServer
 from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch, write
 
-from brs_autopatch.environment import BOOLEAN_VARIABLES, VARIABLES
-from brs_autopatch.options import UsageError, help_text, option_name, parse_args
-from brs_autopatch.uwsgi import uwsgi_lazy_apps
+from brs_autopatch.config.variables import BOOLEAN_VARIABLES, VARIABLES
+from brs_autopatch.launch.options import UsageError, help_text, option_name, parse_args
+from brs_autopatch.launch.uwsgi import uwsgi_lazy_apps
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from engine_helpers import SimClock, figure, seconds_left, simulated
 from stsclient import RunPython, StsServer, make_role_arn
 
 from brs_autopatch import RefreshableSession
-from brs_autopatch.lifecycle import Refresher
-from brs_autopatch.settings import Settings
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials.lifecycle import Refresher
 
 ROLE_A = make_role_arn("lifecycle-a")
 ROLE_B = make_role_arn("lifecycle-b")
@@ -30,8 +30,8 @@ PRELUDE = f"""
 import gc, json, threading, time
 import boto3
 import brs_autopatch
-from brs_autopatch import lifecycle
-from brs_autopatch.settings import Settings
+from brs_autopatch.credentials import lifecycle
+from brs_autopatch.config.settings import Settings
 ROLE_A, ROLE_B = {ROLE_A!r}, {ROLE_B!r}
 
 def identity():

@@ -36,8 +36,9 @@ root.addHandler(keep)
 root.setLevel(sys.argv[1])
 
 import os
-from brs_autopatch import CredentialRefreshError, factory, sources
-from brs_autopatch.settings import Settings
+from brs_autopatch import CredentialRefreshError, build as factory
+from brs_autopatch.credentials import sources
+from brs_autopatch.config.settings import Settings
 
 class Clock:
     offset = 0.0

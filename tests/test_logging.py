@@ -8,7 +8,7 @@ import pytest
 from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import StsServer
 
-from brs_autopatch.settings import Settings
+from brs_autopatch.config.settings import Settings
 
 ROLE = "arn:aws:iam::123456789012:role/logged"
 

@@ -19,8 +19,9 @@ import pytest
 from engine_helpers import PortForwarder, figure, write_plugin
 from stsclient import StsServer, make_role_arn
 
-from brs_autopatch import CredentialRefreshError, factory
-from brs_autopatch.settings import from_env
+from brs_autopatch import CredentialRefreshError
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import from_env
 
 PLUGIN = "bad-answers"
 PLUGIN_SOURCE = """

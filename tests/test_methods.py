@@ -30,9 +30,11 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env, make
 from test_launcher import Result, run_command
 from test_mfa import SERIAL, Timeline
 
-from brs_autopatch import ConfigError, CredentialRefreshError, factory, methods, sources
-from brs_autopatch.credentials import RoleCredentials
-from brs_autopatch.settings import BUILTIN_METHODS, Settings, from_env
+from brs_autopatch import ConfigError, CredentialRefreshError, methods
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import BUILTIN_METHODS, Settings, from_env
+from brs_autopatch.credentials import sources
+from brs_autopatch.credentials.engine import RoleCredentials
 
 WI_ROLE = make_role_arn("web-identity-role")
 CUSTOM_ROLE = make_role_arn("custom-role")

@@ -23,10 +23,12 @@ from typing import Any
 import pytest
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 
-from brs_autopatch import ConfigError, CredentialRefreshError, RefreshableSession, factory, sources
-from brs_autopatch.credentials import RoleCredentials
-from brs_autopatch.mfa import MfaError, OneUse, command_provider
-from brs_autopatch.settings import from_env
+from brs_autopatch import ConfigError, CredentialRefreshError, RefreshableSession
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import from_env
+from brs_autopatch.credentials import sources
+from brs_autopatch.credentials.engine import RoleCredentials
+from brs_autopatch.credentials.mfa import MfaError, OneUse, command_provider
 
 ROLE = make_role_arn("mfa-role")
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"

@@ -234,7 +234,7 @@ def test_a_forked_child_keeps_working_and_exit_removes_the_directory(
             os.write(w, json.dumps({"rows": rows, "arn": arn}).encode())
             # What atexit runs at the end of the child (pyarrow's own exit hooks are not
             # fork-safe, hence os._exit): it must not remove the parent's directory.
-            brs_autopatch.inprocess.current().close()
+            brs_autopatch.serve.inprocess.current().close()
             os._exit(0)
         os.close(w)
         _, status = os.waitpid(pid, 0)
@@ -264,11 +264,16 @@ def test_off_imports_no_server_code_and_changes_nothing(run_python: RunPython) -
     """
     found = run_json(run_python, code, env={"BRS_SERVE": None})
     assert found["same"] is True
-    for module in ("brs_autopatch.inprocess", "brs_autopatch.server", "brs_autopatch.serve", "http.server"):
+    for module in (
+        "brs_autopatch.serve.inprocess",
+        "brs_autopatch.serve.server",
+        "brs_autopatch.serve.start",
+        "http.server",
+    ):
         assert module not in found["loaded"]
     assert not any(name.startswith("botocore") for name in found["loaded"])
     found = run_json(run_python, code, env={"BRS_SERVE": "false"})
-    assert found["same"] is True and "brs_autopatch.inprocess" not in found["loaded"]
+    assert found["same"] is True and "brs_autopatch.serve.inprocess" not in found["loaded"]
 
 
 def test_a_bad_brs_serve_value_is_one_line_naming_it(run_python: RunPython) -> None:

@@ -21,9 +21,10 @@ from stsclient import DEFAULT_ACCOUNT_ID, FAKE_SOURCE_ACCESS_KEY_ID, StsServer, 
 from test_launcher import ASSUMED, ROLE, SESSION, Launch, make_base_env, make_launch, write
 from test_serve import JS_CLIENT, NODE_DIR, node  # noqa: F401  (node: the fixture)
 
-from brs_autopatch import nested, plan
+from brs_autopatch import plan
+from brs_autopatch.config import nested
+from brs_autopatch.config.settings import Settings, from_env
 from brs_autopatch.errors import ConfigError
-from brs_autopatch.settings import Settings, from_env
 
 SERVE = (sys.executable, "-m", "brs_autopatch", "--serve")
 INNER_RUN = f"{shlex.quote(sys.executable)} -m brs_autopatch"

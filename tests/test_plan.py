@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from stsclient import DEFAULT_ACCOUNT_ID, StsServer
 from test_launcher import MODULE, ROLE, SESSION, Launch, make_base_env, make_launch
 
-from brs_autopatch import ConfigError, config_values, environment, plan
-from brs_autopatch.settings import Settings, from_env
+from brs_autopatch import ConfigError, plan
+from brs_autopatch.config import client_config as config_values
+from brs_autopatch.config import variables as environment
+from brs_autopatch.config.settings import Settings, from_env
 
 ASSUMED = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/{SESSION}"
 Setup = Callable[[Path], dict[str, str]]
@@ -451,7 +453,7 @@ def test_import_then_boto3_raises_at_the_boto3_import(
 
 WARN_PROGRAM = """
 import brs_autopatch, boto3
-from brs_autopatch import patch
+from brs_autopatch.patch import install as patch
 print(patch.current(), type(boto3.Session().get_credentials()).__name__)
 """
 
@@ -507,7 +509,7 @@ try:
 except brs_autopatch.ConfigError as error:
     print("ConfigError:", error)
 else:
-    from brs_autopatch import patch
+    from brs_autopatch.patch import install as patch
     print("imported, patched:", patch.current() is not None)
 """
 
@@ -675,14 +677,18 @@ def test_the_hook_loads_no_sts_model_for_plain_settings(launch: Launch) -> None:
     result = launch(["python", "-c", f"import brs_autopatch; {program}"])
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
-    assert "brs_autopatch.plan" in loaded and "brs_autopatch.patch" in loaded
-    assert not loaded & {"brs_autopatch.validation", "brs_autopatch.config_values", "brs_autopatch.factory"}
+    assert "brs_autopatch.plan" in loaded and "brs_autopatch.patch.install" in loaded
+    assert not loaded & {
+        "brs_autopatch.config.botocore_checks",
+        "brs_autopatch.config.client_config",
+        "brs_autopatch.build",
+    }
     # Under brs-run, which checked these settings already, the plan waits for a session.
     result = launch([*MODULE, "python", "-c", program])
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
-    assert "brs_autopatch.patch" in loaded
-    assert not loaded & {"brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.factory"}
+    assert "brs_autopatch.patch.install" in loaded
+    assert not loaded & {"brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.build"}
 
 
 def test_the_launcher_loads_botocore_only_for_values_that_need_it(launch: Launch, tmp_path: Path) -> None:
@@ -739,7 +745,8 @@ def test_the_sts_region_defaults_to_the_configured_one_else_the_partitions(
 ) -> None:
     # README BRS_STS_REGION default: "configured region, else the partition's (us-east-1,
     # cn-north-1, ...)". The real source session looks the region up (environment here).
-    from brs_autopatch import factory, sources
+    from brs_autopatch import build as factory
+    from brs_autopatch.credentials import sources
 
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     if configured is not None:
@@ -823,7 +830,7 @@ def test_json_nesting_is_refused_before_the_json_module_sees_it(
     def parser(text: str) -> object:
         raise ValueError("some interpreter's own way of giving up")
 
-    monkeypatch.setattr("brs_autopatch.environment.json.loads", parser)
+    monkeypatch.setattr("brs_autopatch.config.variables.json.loads", parser)
     with pytest.raises(ConfigError, match=r"expected a JSON object nested at most 32 levels deep$"):
         environment.parse_json_object("BRS_ASSUME_ROLE_KWARGS", raw)
 
@@ -961,7 +968,7 @@ def test_what_the_plan_accepts_botocore_accepts(aws_env: dict[str, str], options
 
 
 def test_build_uses_the_plan_and_checks_nothing_again(aws_env: dict[str, str]) -> None:
-    from brs_autopatch import factory
+    from brs_autopatch import build as factory
 
     made = plan.make(from_env({"BRS_ROLE_ARN": ROLE}))
     broken = made._replace(settings=made.settings.replace(sts_client_kwargs={"bogus": 1}))
@@ -986,6 +993,6 @@ def test_build_uses_the_plan_and_checks_nothing_again(aws_env: dict[str, str]) -
     ],
 )
 def test_the_launcher_finds_the_script_python_will_run(args: list[str], script: str | None) -> None:
-    from brs_autopatch.program import script_of
+    from brs_autopatch.launch.program import script_of
 
     assert script_of(["python3.11", *args], None) == script

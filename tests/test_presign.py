@@ -1,4 +1,4 @@
-"""Presigned URLs live as asked (brs_autopatch.presign), against the local moto S3 and STS.
+"""Presigned URLs live as asked (brs_autopatch.credentials.presign), against the local moto S3 and STS.
 
 The credentials run on a simulated clock (engine_helpers.SimClock: STS answers shifted
 onto it), so "1200 s left" is a moved clock, not a wait. Every URL is fetched with
@@ -22,10 +22,10 @@ from botocore.config import Config
 from engine_helpers import SimClock, seconds_left, simulated
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
 
-from brs_autopatch import presign, sources
-from brs_autopatch.credentials import RoleCredentials
-from brs_autopatch.patch import patched
-from brs_autopatch.settings import Settings
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials import presign, sources
+from brs_autopatch.credentials.engine import RoleCredentials
+from brs_autopatch.patch.install import patched
 
 ROLE = "arn:aws:iam::123456789012:role/presign"
 BUCKET = "presign-bucket"
@@ -248,7 +248,7 @@ def test_aiobotocore_presigns_with_fresh_keys(sts: StsServer, aws_env: dict[str,
 
     import aiobotocore.session
 
-    from brs_autopatch.aio_credentials import AioRoleCredentials
+    from brs_autopatch.credentials.async_view import AioRoleCredentials
 
     clock, creds, _ = _setup(sts)
     old_key = creds.get_frozen_credentials().access_key

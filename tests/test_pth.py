@@ -25,8 +25,8 @@ from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env
 from test_bootstrap import USER_SITE, make_venv, native_sitecustomize
 from test_launcher import Result, run_command, write
 
-from brs_autopatch import pth
-from brs_autopatch.launcher import BOOTSTRAP_DIR
+from brs_autopatch.launch import pth
+from brs_autopatch.launch.main import BOOTSTRAP_DIR
 
 ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/pth-role"
 ASSUMED_PREFIX = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/pth-role/"
@@ -212,7 +212,7 @@ import sys
 armed = [f for f in sys.meta_path if getattr(f, "brs_autopatch_finder", False)]
 print(len(armed), [f.__module__ for f in armed])
 import boto3
-from brs_autopatch import checked
+from brs_autopatch.config import fingerprint as checked
 print(checked._received is not None)
 print(boto3.client("sts").get_caller_identity()["Arn"])
 """
@@ -333,7 +333,7 @@ def test_the_line_is_one_import_line_after_comments() -> None:
     lines = pth.pth_text("/some/site-packages").splitlines()
     assert [line[:1] for line in lines] == ["#", "#", "i"]
     assert lines[2].startswith("import ")  # site runs only lines that start like this
-    compile(lines[2], "brs_autopatch.pth", "exec")
+    compile(lines[2], "brs_autopatch.launch.pth", "exec")
     assert BOOTSTRAP_DIR in lines[2]
 
 
@@ -358,8 +358,11 @@ def test_placement_1_as_written_patches_the_example_app(
     assert "--install-pth" in install and "--remove-pth" in remove
     root = venv_python.parent.parent
     # A venv made --without-pip has no console scripts: brs-run as pip would write it.
-    write(root / "bin" / "brs-run", f"#!{venv_python}\nimport sys\nfrom brs_autopatch.launcher import main\n"
-          "sys.exit(main())\n", mode=0o755)
+    write(
+        root / "bin" / "brs-run",
+        f"#!{venv_python}\nimport sys\nfrom brs_autopatch.launch.main import main\nsys.exit(main())\n",
+        mode=0o755,
+    )
     env = {**_env(aws_env, tmp_path, BRS_ROLE_ARN=None), "DEMO_CALLS": "1", "DEMO_INTERVAL": "0"}
     app = [str(venv_python), str(REPO_ROOT / "sitecustomize_example" / "app.py")]
 

@@ -21,8 +21,9 @@ import pytest
 from engine_helpers import SimClock, figure, record_answers, seconds_left, simulated
 from stsclient import StsServer
 
-from brs_autopatch import CredentialRefreshError, sources
-from brs_autopatch.settings import Settings
+from brs_autopatch import CredentialRefreshError
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.credentials import sources
 
 ROLE = "arn:aws:iam::123456789012:role/publish"
 THREADS = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from brs_autopatch import refresh
+from brs_autopatch.credentials import backoff as refresh
 
 
 def test_backoff_grows_jittered_and_capped() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brs_autopatch import schedule
+from brs_autopatch.credentials import schedule
 
 
 @pytest.mark.parametrize(

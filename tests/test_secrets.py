@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
 
-from brs_autopatch import failures, redact
+from brs_autopatch.config.settings import from_env
+from brs_autopatch.credentials import failures
 from brs_autopatch.errors import ConfigError, CredentialRefreshError
-from brs_autopatch.settings import from_env
+from brs_autopatch.util import redact
 
 MANGLING = ["truncate", "short_body", "garble", "html", "unparseable", "error_200"]
 FRAGMENT = 16  # no piece of a secret this long may appear anywhere
@@ -111,8 +112,8 @@ def test_damaged_answer_leaks_no_secret(
 
 
 def test_an_unreachable_sts_is_named_with_its_endpoint_and_region(aws_env: dict[str, str]) -> None:
-    from brs_autopatch import factory
-    from brs_autopatch.settings import Settings
+    from brs_autopatch import build as factory
+    from brs_autopatch.config.settings import Settings
 
     settings = Settings(role_arns=(ROLE,), sts_endpoint_url="http://127.0.0.1:9", sts_region="eu-west-1")
     with pytest.raises(CredentialRefreshError) as caught:
@@ -466,8 +467,8 @@ def test_the_filter_costs_nothing_below_the_level(monkeypatch: pytest.MonkeyPatc
 def test_configured_secrets_are_masked_when_sts_quotes_them(
     sts: StsServer, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from brs_autopatch import factory
-    from brs_autopatch.settings import Settings
+    from brs_autopatch import build as factory
+    from brs_autopatch.config.settings import Settings
 
     external_id = "ext-id-7f3a9c1e5b"
     sts.fault("AssumeRole", "error", http_status=403, code="AccessDenied",

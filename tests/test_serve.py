@@ -32,13 +32,18 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, 
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
 from test_launcher import ROLE as ROLE_ARN
 
-from brs_autopatch.serve import CREDENTIAL_KEYS, program_environment, stripped_config, stripped_credentials
+from brs_autopatch.serve.start import (
+    CREDENTIAL_KEYS,
+    program_environment,
+    stripped_config,
+    stripped_credentials,
+)
 
 if TYPE_CHECKING:
     import threading
 
-    from brs_autopatch.credentials import RoleCredentials
-    from brs_autopatch.server import Credentials
+    from brs_autopatch.credentials.engine import RoleCredentials
+    from brs_autopatch.serve.server import Credentials
 
 SERVE = (*MODULE, "--serve")
 NODE_DIR = REPO_ROOT / ".cache" / "node"
@@ -580,7 +585,7 @@ def test_exit_codes_signals_and_wait_pass_through(launch: Launch) -> None:
 
 def test_served_python_children_plan_with_their_first_session(launch: Launch, sts: StsServer) -> None:
     # The launcher checks the settings --serve gives the children (BRS_METHOD=served) and
-    # fingerprints them (brs_autopatch.checked): import boto3 loads no plan, methods, factory.
+    # fingerprints them (brs_autopatch.config.fingerprint): import boto3 loads no plan, methods, factory.
     program = (
         "import sys\nours = lambda: sorted(m for m in sys.modules if m.startswith('brs_autopatch.'))\n"
         "import boto3\nprint(ours())\n"
@@ -589,8 +594,8 @@ def test_served_python_children_plan_with_their_first_session(launch: Launch, st
     result = launch([*SERVE, "python", "-c", program])
     assert result.returncode == 0, result.stderr
     imported, arn, after = result.stdout.splitlines()
-    planning = ("brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.factory")
-    assert "brs_autopatch.patch" in imported and not any(f"'{name}'" in imported for name in planning)
+    planning = ("brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.build")
+    assert "brs_autopatch.patch.install" in imported and not any(f"'{name}'" in imported for name in planning)
     assert arn == ASSUMED and all(f"'{name}'" in after for name in planning)
     assert sts.count("sts:AssumeRole") == 1
 
@@ -792,9 +797,9 @@ def test_a_child_whose_server_has_nothing_newer_backs_off() -> None:
     # on every request.
     from datetime import datetime, timezone
 
-    from brs_autopatch import refresh
-    from brs_autopatch.credentials import RoleCredentials
-    from brs_autopatch.served import fetcher
+    from brs_autopatch.credentials import backoff as refresh
+    from brs_autopatch.credentials.engine import RoleCredentials
+    from brs_autopatch.methods.served import fetcher
 
     issued = 1_800_000_000.0
     now = [issued]
@@ -892,8 +897,8 @@ def _slow_server(now: list[float]) -> tuple[Credentials, float]:
     the expiry of those first credentials as a child holds it."""
     import threading
 
-    from brs_autopatch.server import Credentials
-    from brs_autopatch.settings import from_env
+    from brs_autopatch.config.settings import from_env
+    from brs_autopatch.serve.server import Credentials
 
     _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
     settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
@@ -1013,7 +1018,7 @@ def test_server_that_cannot_start_exits_2_before_the_program(launch: Launch, tmp
 def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
     pidfd: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from brs_autopatch import watch
+    from brs_autopatch.serve import watch
 
     if not pidfd:
         monkeypatch.delattr(os, "pidfd_open", raising=False)  # the fallback: polling

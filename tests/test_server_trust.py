@@ -464,8 +464,8 @@ def test_a_later_launch_removes_the_directory_of_a_tree_killed_whole(
 @contextlib.contextmanager
 def _in_process_server(role_arn: str, token: str) -> Iterator[int]:
     """The HTTP side alone, in this process, with real credentials (the fake STS)."""
-    from brs_autopatch.server import Credentials, Gate, Server
-    from brs_autopatch.settings import from_env
+    from brs_autopatch.config.settings import from_env
+    from brs_autopatch.serve.server import Credentials, Gate, Server
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -497,7 +497,7 @@ def _closed_by_server(connection: socket.socket, within: float) -> bool:
 def test_beyond_the_limit_the_oldest_unfinished_connections_make_room(
     aws_env: dict[str, str], sts: StsServer, role_arn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from brs_autopatch import server
+    from brs_autopatch.serve import server
 
     monkeypatch.setattr(server, "MAX_READING", 8)
     monkeypatch.setattr(server, "READ_DEADLINE", 60.0)
@@ -517,7 +517,7 @@ def test_beyond_the_limit_the_oldest_unfinished_connections_make_room(
 def test_a_connection_gets_a_deadline_for_its_whole_request_however_it_trickles(
     aws_env: dict[str, str], sts: StsServer, role_arn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from brs_autopatch import server
+    from brs_autopatch.serve import server
 
     monkeypatch.setattr(server, "READ_DEADLINE", 0.5)
     token = "t" * 64

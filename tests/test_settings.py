@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brs_autopatch import ConfigError
-from brs_autopatch.settings import FIELDS, VARIABLES, Settings, from_env
+from brs_autopatch.config.settings import FIELDS, VARIABLES, Settings, from_env
 
 ARN = "arn:aws:iam::123456789012:role/app"
 

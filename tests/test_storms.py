@@ -24,9 +24,12 @@ from engine_helpers import SimClock, figure, simulated, write_plugin
 from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 
-from brs_autopatch import ConfigError, CredentialRefreshError, factory, refresh, schedule, sources
-from brs_autopatch.lifecycle import Refresher
-from brs_autopatch.settings import from_env
+from brs_autopatch import ConfigError, CredentialRefreshError
+from brs_autopatch import build as factory
+from brs_autopatch.config.settings import from_env
+from brs_autopatch.credentials import backoff as refresh
+from brs_autopatch.credentials import schedule, sources
+from brs_autopatch.credentials.lifecycle import Refresher
 
 ROLE = "arn:aws:iam::123456789012:role/storms"
 # A short look at a storm is enough: the old engine made thousands of calls per second.

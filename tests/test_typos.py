@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
 
-from brs_autopatch.credential_process import GUARD_ENV
-from brs_autopatch.environment import INTERNAL_VARIABLES, VARIABLES, unknown_variables
+from brs_autopatch.config.variables import INTERNAL_VARIABLES, VARIABLES, unknown_variables
+from brs_autopatch.launch.credential_process import GUARD_ENV
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """brs-run's bootstrap: the ``sitecustomize`` of every Python process started under brs-run.
 
-brs-run (brs_autopatch.launcher) puts this file's directory first on ``PYTHONPATH``
+brs-run (brs_autopatch.launch.main) puts this file's directory first on ``PYTHONPATH``
 and describes the interpreter it set up in ``BRS_BOOTSTRAP``::
 
     2:X.Y:<fingerprint>:<this directory>:<sys.prefix>
@@ -25,8 +25,8 @@ Before all that it takes its own directory off ``sys.path`` (``PYTHONPATH`` keep
 children): the program sees the ``sys.path`` it would have without brs-run, and its
 imports do not search one more directory (about 1% of ``import boto3``).
 
-The same file is the ``brs_autopatch.pth`` way in (``brs-run --install-pth``, see
-brs_autopatch.pth): that start-up line loads it under the name ``brs_autopatch_site``
+The same file is the ``brs_autopatch.launch.pth`` way in (``brs-run --install-pth``, see
+brs_autopatch.launch.pth): that start-up line loads it under the name ``brs_autopatch_site``
 (SITE_NAME) when ``BRS_ROLE_ARN`` or ``BRS_METHOD`` is set, and :func:`_site` only does
 step 3, without a guard (the environment's owner installed the line) and without touching
 ``sitecustomize``, which runs as it would without brs_autopatch. Both ways arm one finder
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 PROTOCOL = "2"
 ENV = "BRS_BOOTSTRAP"
-# The module name the brs_autopatch.pth line loads this file under (brs_autopatch.pth).
+# The module name the brs_autopatch.launch.pth line loads this file under (brs_autopatch.launch.pth).
 SITE_NAME = "brs_autopatch_site"
 _FALSE = ("0", "false", "no", "off")
 # Any brs_autopatch install's bootstrap directory ends like this.
@@ -174,7 +174,7 @@ def _leave_sys_path(here: str) -> None:
 def _load(bootstrap: str) -> bool:
     """Import brs_autopatch (its post-import hook on botocore); False if it cannot be."""
     try:
-        from brs_autopatch import checked
+        from brs_autopatch.config import fingerprint as checked
 
         checked.receive(bootstrap)  # BRS_PROPAGATE=0 took it off os.environ already
     except Exception as error:
@@ -188,7 +188,7 @@ def _load(bootstrap: str) -> bool:
 
 class _BeforeBotocore:
     """On sys.meta_path until botocore is imported, then loads brs_autopatch and lets its
-    post-import hook (brs_autopatch.importer) find botocore. Finds nothing else, ever."""
+    post-import hook (brs_autopatch.util.importer) find botocore. Finds nothing else, ever."""
 
     bootstrap = ""
     armed = True
@@ -202,7 +202,7 @@ class _BeforeBotocore:
         cls.armed = False  # once; staying on sys.meta_path is cheaper than leaving it mid-search
         if not _load(cls.bootstrap):
             return None
-        from brs_autopatch import importer
+        from brs_autopatch.util import importer
 
         # brs_autopatch put its own finder first on sys.meta_path, before this one: the
         # search under way has passed it, so ask it here.
@@ -250,7 +250,7 @@ def _arm(bootstrap: str) -> None:
 
 
 def _site() -> None:
-    """The brs_autopatch.pth line: arm the finder unless BRS_ENABLED says no."""
+    """The brs_autopatch.launch.pth line: arm the finder unless BRS_ENABLED says no."""
     if os.environ.get("BRS_ENABLED", "").strip().lower() in _FALSE:
         return
     _arm("")
@@ -258,5 +258,5 @@ def _site() -> None:
 
 if __name__ == "sitecustomize":  # brs-run put this directory first on PYTHONPATH
     _main()
-elif __name__ == SITE_NAME:  # loaded by the brs_autopatch.pth line
+elif __name__ == SITE_NAME:  # loaded by the brs_autopatch.launch.pth line
     _site()
