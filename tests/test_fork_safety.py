@@ -320,7 +320,9 @@ KNOWN_LOCKS = (
     "._refresher._start_lock",
     "._refresher._stop._cond._lock",
     "brs_autopatch.util.redact.",  # the registry of secrets to mask
-    "brs_autopatch.patch.installation._live[",
+    # The installation's own lock: the walk reaches it through patch.install (before
+    # patch.installation's registry of live installations).
+    "brs_autopatch.patch.install._installed._lock",
 )
 
 
