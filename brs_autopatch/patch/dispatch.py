@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..credentials import presign
-from . import adopt, aio
+from . import aio
 from .providers import RoleFirstResolver
 
 if TYPE_CHECKING:
@@ -27,6 +26,10 @@ def patch_session(session: botocore.session.Session, state: Installation) -> Non
     if not aio.patch_session(session, state):
         session.register_component("credential_provider", RoleFirstResolver(session, state))
     if aio.session_kind(type(session)) != "unknown":
+        from ..credentials import presign  # on use: it is not free to import
+
         presign.register(session)
     if state.settings.adopt_own_keys and aio.session_kind(type(session)) != "unknown":
+        from . import adopt
+
         session.register(adopt.EVENT, adopt.before_sign, unique_id="brs-autopatch-adopt")
