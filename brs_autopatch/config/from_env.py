@@ -10,7 +10,6 @@ modules (the STS model, botocore Config values, methods, the cache directory) ar
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -30,7 +29,7 @@ from .variables import (
     MAX_CHAINED_DURATION,
     MAX_DURATION,
     MIN_DURATION,
-    VARIABLES,
+    SESSION_NAME_FORM,
     bad,
     endpoint_url_problem,
     parse_bool,
@@ -58,7 +57,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     raw = _get(env, "BRS_ROLE_SESSION_NAME")
     if raw is not None:
         if not _SESSION_NAME.fullmatch(raw):
-            raise bad("BRS_ROLE_SESSION_NAME", raw, "2 to 64 characters of A-Z a-z 0-9 _+=,.@-")
+            raise bad("BRS_ROLE_SESSION_NAME", raw, SESSION_NAME_FORM)
         values["role_session_name"] = raw
     raw = _get(env, "BRS_DURATION_SECONDS")
     if raw is not None:
