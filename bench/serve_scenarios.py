@@ -80,7 +80,7 @@ def fake_sts() -> dict[str, Any]:
 
 
 def _settings(cache_dir: str | None = None) -> Any:
-    from brs_autopatch.config.settings import from_env
+    from brs_autopatch.config.from_env import from_env
 
     env = {"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "bench.serve_scenarios:fake_sts"}
     if cache_dir:

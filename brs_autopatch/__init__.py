@@ -17,7 +17,8 @@ from .util import importer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .config.settings import Settings, from_env
+    from .config.from_env import from_env
+    from .config.settings import Settings
     from .credentials.engine import RoleCredentials
     from .errors import ConfigError, CredentialRefreshError
     from .patch.install import install, patched, unpatch
@@ -44,14 +45,12 @@ _LAZY = {
     "RefreshableSession": "session",
     "RoleCredentials": "credentials.engine",
     "Settings": "config.settings",
-    "from_env": "config.settings",
+    "from_env": "config.from_env",
     "install": "patch.install",
     "patched": "patch.install",
     "unpatch": "patch.install",
 }
 
-# Set by brs-run for the processes it starts (see brs_autopatch.launch.main).
-BOOTSTRAP_ENV = "BRS_BOOTSTRAP"
 # The directory brs-run puts first on PYTHONPATH and the .pth line loads from
 # (brs_autopatch.launch.main, brs_autopatch.launch.pth): defined here, below both.
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
@@ -107,6 +106,8 @@ def _launcher_process() -> bool:
 def _autoinstall() -> None:
     if _launcher_process():
         return
+    from .config.fingerprint import BOOTSTRAP_ENV  # loaded by brs-run's bootstrap already
+
     if os.environ.get(BOOTSTRAP_ENV) and "botocore" not in sys.modules:
         # Started by brs-run, which validated the settings already: parse them, and
         # pay for logging and the rest, only in a process that imports botocore.

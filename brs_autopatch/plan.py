@@ -25,16 +25,15 @@ from functools import cache
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .config.settings import BUILTIN_METHODS, Settings
+from .config.settings import Settings
+from .config.variables import BUILTIN_METHODS
 from .errors import ConfigError
+from .util import importer
 
 if TYPE_CHECKING:
     from .methods import Method
     from .util.patterns import LazyPattern
 
-ENTRY_POINT_GROUP = "brs_autopatch.methods"  # the same as methods.ENTRY_POINT_GROUP
-# AssumeRoleWithWebIdentity takes these of the AssumeRole parameters (methods.WEB_IDENTITY_PARAMS).
-_WEB_IDENTITY_PARAMS = frozenset({"RoleArn", "RoleSessionName", "DurationSeconds", "Policy", "PolicyArns"})
 # When nothing names a region, an STS client still needs one: the partition's home.
 PARTITION_REGION = {"aws": "us-east-1", "aws-cn": "cn-north-1", "aws-us-gov": "us-gov-west-1"}
 
@@ -91,8 +90,10 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     BRS_MFA_TOKEN_COMMAND is set). Imports botocore, and BRS_CUSTOM_METHOD's module
     (under a guard: its ``sys.exit()`` or exception is a ConfigError).
     """
-    from . import methods
     from .config import profiles
+    from .methods.base import import_callable
+    from .methods.registry import load
+    from .methods.sts import assume_role_method
 
     settings, _ = profiles.resolve(settings)  # BRS_PROFILE: the role from the AWS config
     origin = _named(settings, origin)
@@ -100,9 +101,9 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     hops = _hops(settings, with_mfa, origin)
     _check_params(settings, hops, origin)
     try:
-        method = methods.load(settings.method)
+        method = load(settings.method)
         if settings.custom_method is not None and settings.method == "custom":
-            methods._import(settings.custom_method, origin.custom_method)
+            import_callable(settings.custom_method, origin.custom_method)
     except ConfigError as error:
         if not _circular(error):
             raise
@@ -115,7 +116,7 @@ def make(settings: Settings, *, origin: Origin = ENVIRONMENT, mfa: bool | None =
     return Plan(
         settings=settings,
         hops=tuple(
-            Hop(arn, MappingProxyType(params), method if index == 0 else methods.assume_role_method, hop_mfa)
+            Hop(arn, MappingProxyType(params), method if index == 0 else assume_role_method, hop_mfa)
             for index, (arn, params, hop_mfa, _) in enumerate(hops)
         ),
         sts_client_kwargs=MappingProxyType(client_kwargs),
@@ -143,7 +144,7 @@ def check(settings: Settings, *, origin: Origin = ENVIRONMENT, search_path: Sequ
         _check_plugin_installed(settings.method)
     if settings.custom_method is not None and settings.method == "custom":
         module = settings.custom_method.partition(":")[0]
-        if not locate(module, search_path):
+        if not importer.locate(module, search_path):
             raise ConfigError(
                 f"{origin.custom_method}={settings.custom_method!r} is not valid: no module {module!r} "
                 "on the program's import path (PYTHONPATH, the current directory, site-packages); "
@@ -228,14 +229,9 @@ def _hops(settings: Settings, mfa: bool, origin: Origin) -> list[_HopParams]:
                 params["SerialNumber"] = settings.mfa_serial
         hops.append((arn, params, first and mfa and arn is not None, first))
     if settings.method == "web-identity":
-        unsupported = sorted(set(hops[0][1]) - _WEB_IDENTITY_PARAMS)
-        if unsupported or mfa:
-            # Dropping them silently would assume the role without the caller's conditions.
-            names = ", ".join(unsupported) or "SerialNumber (MFA)"
-            raise ConfigError(
-                f"{origin.method}='web-identity' is not valid with {names}: "
-                f"AssumeRoleWithWebIdentity takes only {', '.join(sorted(_WEB_IDENTITY_PARAMS))}"
-            )
+        from .methods.web_identity import check_params
+
+        check_params(hops[0][1], mfa, origin.method)
     return hops
 
 
@@ -265,7 +261,7 @@ def _own_variables_valid(settings: Settings) -> bool:
     True for settings from the environment; the explicit API fills the same fields
     from its arguments unchecked, and those go to the model.
     """
-    from .config.variables import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME
+    from .config.variables import _EXTERNAL_ID, _MFA_SERIAL, _SESSION_NAME, MIN_DURATION
 
     def matches(value: Any, pattern: LazyPattern) -> bool:
         return value is None or (isinstance(value, str) and pattern.fullmatch(value) is not None)
@@ -275,7 +271,7 @@ def _own_variables_valid(settings: Settings) -> bool:
         matches(settings.role_session_name, _SESSION_NAME)
         and matches(settings.external_id, _EXTERNAL_ID)
         and matches(settings.mfa_serial, _MFA_SERIAL)
-        and (duration is None or (type(duration) is int and duration >= 900))
+        and (duration is None or (type(duration) is int and duration >= MIN_DURATION))
     )
 
 
@@ -311,9 +307,9 @@ def _circular(error: ConfigError) -> bool:
 
 def _load_later(name: str) -> Method:
     def method(context: Any) -> Any:
-        from . import methods
+        from .methods.registry import load
 
-        return methods.load(name)(context)
+        return load(name)(context)
 
     method.__qualname__ = f"load_later({name!r})"
     return method
@@ -329,34 +325,9 @@ def _check_cache_dir(settings: Settings, origin: Origin) -> None:
 def _check_plugin_installed(name: str) -> None:
     from importlib.metadata import entry_points
 
+    from .methods.base import ENTRY_POINT_GROUP
+
     if entry_points(group=ENTRY_POINT_GROUP, name=name):
         return
     found = sorted({*BUILTIN_METHODS, *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
     raise ConfigError(f"BRS_METHOD={name!r} is not valid: expected one of {', '.join(found)}")
-
-
-def locate(module: str, search_path: Sequence[str] = ()) -> bool:
-    """Whether ``module`` (dotted) can be imported, found without running any of its code.
-
-    ``importlib.util.find_spec("a.b")`` would import (run) package ``a``: walk the
-    packages' search locations instead. The top-level name goes through every finder
-    (editable installs have their own); ``search_path`` is searched after sys.path.
-    """
-    import sys
-    from importlib.machinery import PathFinder
-    from importlib.util import find_spec
-
-    top, *rest = module.split(".")
-    try:
-        spec = find_spec(top) or PathFinder.find_spec(top, list(search_path))
-    except (ImportError, ValueError):
-        return False
-    name = top
-    for part in rest:
-        locations = None if spec is None else spec.submodule_search_locations
-        if not locations:
-            return False  # not a package: "a.b" cannot be imported
-        name = f"{name}.{part}"
-        existing = sys.modules.get(name)
-        spec = existing.__spec__ if existing is not None else PathFinder.find_spec(name, list(locations))
-    return spec is not None

@@ -27,7 +27,7 @@ from test_launcher import (
     write,
 )
 
-import brs_autopatch
+from brs_autopatch.config.fingerprint import BOOTSTRAP_ENV
 from brs_autopatch.launch import main as launcher
 from brs_autopatch.launch.main import BOOTSTRAP_DIR, bootstrap_value
 
@@ -410,7 +410,7 @@ def test_launcher_and_bootstrap_agree_on_the_protocol() -> None:
         for target in node.targets if isinstance(target, ast.Name)
     }
     assert constants["PROTOCOL"] == launcher.BOOTSTRAP_PROTOCOL
-    assert constants["ENV"] == launcher.BOOTSTRAP_ENV == brs_autopatch.BOOTSTRAP_ENV
+    assert constants["ENV"] == BOOTSTRAP_ENV
 
 
 # -- loading brs_autopatch with botocore -------------------------------------------------------

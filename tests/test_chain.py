@@ -19,7 +19,7 @@ from test_mfa import SERIAL, Timeline
 
 from brs_autopatch import ConfigError
 from brs_autopatch import build as factory
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 from brs_autopatch.credentials import sources
 from brs_autopatch.credentials.engine import RoleCredentials
 

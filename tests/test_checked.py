@@ -16,7 +16,7 @@ from stsclient import DEFAULT_ACCOUNT_ID
 from test_launcher import MODULE, SESSION, Launch, make_base_env, make_launch
 
 from brs_autopatch.config import fingerprint as checked
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 from brs_autopatch.launch.main import bootstrap_value
 
 ROLE_ENV = {"BRS_ROLE_ARN": "arn:aws:iam::123456789012:role/app", "BRS_ROLE_SESSION_NAME": "s1"}

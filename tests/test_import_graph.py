@@ -1,12 +1,15 @@
-"""The package's import graph: no new import circle, lazy imports included.
+"""The package's shape: the import graph follows the data flow, modules stay small.
 
 Every ``import`` and ``from … import`` inside ``brs_autopatch`` counts, at module level
-or inside a function (a lazy import closes a circle just as well); only the bodies of
-``if TYPE_CHECKING:`` are left out, since they never run. Importing a submodule imports
-its parent packages: that is not an edge.
+or inside a function (a lazy import closes a circle just as well), and so do the names
+``brs_autopatch/__init__.py`` imports by string on first use (``_LAZY``); only the bodies
+of ``if TYPE_CHECKING:`` are left out, since they never run. Importing a submodule
+imports its parent packages: that is not an edge.
 
-``KNOWN_CIRCLES`` lists the circles the flat layout still has (issue "one package per
-stage"); it may only shrink. A new module that closes a circle fails here.
+``LAYERS`` is the data flow, bottom to top (docs/how-it-works.md draws it): a module
+imports only from its own room or from a lower layer, never back up, and two rooms of
+one layer (``config`` and ``credentials``; ``patch`` and ``session``) never import each
+other. ``KNOWN_CIRCLES`` lists the circles still to open; it may only shrink.
 """
 
 from __future__ import annotations
@@ -16,9 +19,25 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "brs_autopatch"
 
+# Bottom to top. A room is a subpackage or a root module; "brs_autopatch" is the
+# package's own __init__ (the public facade), nothing below it.
+LAYERS: list[tuple[str, ...]] = [
+    ("brs_autopatch._version", "brs_autopatch.util"),
+    ("brs_autopatch.errors",),
+    ("brs_autopatch.config", "brs_autopatch.credentials"),
+    ("brs_autopatch.methods",),
+    ("brs_autopatch.plan",),
+    ("brs_autopatch.build",),
+    ("brs_autopatch.patch", "brs_autopatch.session"),
+    ("brs_autopatch.serve",),
+    ("brs_autopatch", "brs_autopatch.bootstrap"),
+    ("brs_autopatch.launch",),
+    ("brs_autopatch.__main__",),
+]
+MAX_ROOT_MODULES = 10
+MAX_LINES = 350
+
 KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"brs_autopatch.methods", "brs_autopatch.methods.served"}),
-    frozenset({"brs_autopatch.patch.aio", "brs_autopatch.patch.providers"}),
     frozenset({"brs_autopatch.serve.start", "brs_autopatch.serve.server"}),
 }
 
@@ -71,7 +90,27 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 targets.extend(alias.name for alias in node.names)
             edges[name].update(t for t in targets if t in modules and t != name)
+    # The facade's lazy attributes: `_LAZY = {"Name": "sub.module", ...}`, imported by string.
+    facade = ast.parse(modules["brs_autopatch"].read_text(encoding="utf-8"))
+    for node in ast.walk(facade):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_LAZY" for t in node.targets):
+            assert isinstance(node.value, ast.Dict)
+            for value in node.value.values:
+                assert isinstance(value, ast.Constant) and isinstance(value.value, str)
+                edges["brs_autopatch"].add(f"brs_autopatch.{value.value}")
     return edges
+
+
+def room(module: str) -> tuple[int, str]:
+    """The layer and room a module belongs to (the longest matching room name)."""
+    best: tuple[int, str] | None = None
+    for layer, rooms in enumerate(LAYERS):
+        for name in rooms:
+            inside = module == name or (name != "brs_autopatch" and module.startswith(name + "."))
+            if inside and (best is None or len(name) > len(best[1])):
+                best = (layer, name)
+    assert best is not None, f"{module} is in no room of LAYERS"
+    return best
 
 
 def circles(edges: dict[str, set[str]]) -> set[frozenset[str]]:
@@ -144,3 +183,41 @@ def test_no_new_import_circle() -> None:
 def test_the_known_circles_list_only_shrinks() -> None:
     gone = KNOWN_CIRCLES - circles(import_graph())
     assert not gone, f"remove from KNOWN_CIRCLES, they are gone: {sorted(tuple(sorted(c)) for c in gone)}"
+
+
+def test_no_import_runs_back_up_the_flow_or_across_a_layer() -> None:
+    wrong = []
+    for module, targets in import_graph().items():
+        layer, name = room(module)
+        for target in targets:
+            target_layer, target_name = room(target)
+            if target_layer > layer or (target_layer == layer and target_name != name):
+                wrong.append(f"{module} -> {target}")
+    assert not wrong, wrong
+
+
+def test_every_module_has_a_room() -> None:
+    for module in _modules():
+        room(module)
+
+
+def test_the_package_root_stays_small_and_no_module_is_long() -> None:
+    root = [path.name for path in PACKAGE.glob("*.py")]
+    assert len(root) <= MAX_ROOT_MODULES, sorted(root)
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in PACKAGE.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_subpackage_inits_hold_only_a_docstring() -> None:
+    # Every Python child under brs-run loads the packages on its start-up path: an
+    # __init__ with code would run in each. methods/__init__ is the plugin API: exempt.
+    for init in PACKAGE.glob("*/__init__.py"):
+        if init.parent.name == "methods":
+            continue
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), init
+

@@ -21,7 +21,7 @@ from stsclient import StsServer, make_role_arn
 
 from brs_autopatch import CredentialRefreshError
 from brs_autopatch import build as factory
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 
 PLUGIN = "bad-answers"
 PLUGIN_SOURCE = """

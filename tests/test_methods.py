@@ -32,7 +32,9 @@ from test_mfa import SERIAL, Timeline
 
 from brs_autopatch import ConfigError, CredentialRefreshError, methods
 from brs_autopatch import build as factory
-from brs_autopatch.config.settings import BUILTIN_METHODS, Settings, from_env
+from brs_autopatch.config.from_env import from_env
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.config.variables import BUILTIN_METHODS
 from brs_autopatch.credentials import sources
 from brs_autopatch.credentials.engine import RoleCredentials
 

@@ -25,7 +25,7 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 
 from brs_autopatch import ConfigError, CredentialRefreshError, RefreshableSession
 from brs_autopatch import build as factory
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 from brs_autopatch.credentials import sources
 from brs_autopatch.credentials.engine import RoleCredentials
 from brs_autopatch.credentials.mfa import MfaError, OneUse, command_provider

@@ -23,7 +23,8 @@ from test_serve import JS_CLIENT, NODE_DIR, node  # noqa: F401  (node: the fixtu
 
 from brs_autopatch import plan
 from brs_autopatch.config import nested
-from brs_autopatch.config.settings import Settings, from_env
+from brs_autopatch.config.from_env import from_env
+from brs_autopatch.config.settings import Settings
 from brs_autopatch.errors import ConfigError
 
 SERVE = (sys.executable, "-m", "brs_autopatch", "--serve")

@@ -31,7 +31,9 @@ from test_launcher import MODULE, ROLE, SESSION, Launch, make_base_env, make_lau
 from brs_autopatch import ConfigError, plan
 from brs_autopatch.config import client_config as config_values
 from brs_autopatch.config import variables as environment
-from brs_autopatch.config.settings import Settings, from_env
+from brs_autopatch.config.from_env import from_env
+from brs_autopatch.config.settings import Settings
+from brs_autopatch.util import importer
 
 ASSUMED = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/{SESSION}"
 Setup = Callable[[Path], dict[str, str]]
@@ -783,7 +785,7 @@ def test_custom_module_calling_sys_exit_is_an_error_not_an_exit(
     )
     with pytest.raises(ConfigError, match=r"called sys.exit\('bye'\)"):
         plan.make(settings)
-    assert plan.locate("brs_exit_inproc", ()) and not plan.locate("brs_exit_inproc.sub", ())
+    assert importer.locate("brs_exit_inproc", ()) and not importer.locate("brs_exit_inproc.sub", ())
 
 
 def test_custom_module_keyboard_interrupt_propagates(
@@ -803,9 +805,9 @@ def test_locate_runs_no_package_code(tmp_path: Path, monkeypatch: pytest.MonkeyP
     package.mkdir()
     (package / "__init__.py").write_text("raise SystemExit('ran the package')\n")
     (package / "creds.py").write_text("def get(): pass\n")
-    assert plan.locate("brs_loud_pkg.creds", [str(tmp_path)])
-    assert not plan.locate("brs_loud_pkg.missing", [str(tmp_path)])
-    assert not plan.locate("brs_loud_pkg", [])  # not on sys.path, nor on the given path
+    assert importer.locate("brs_loud_pkg.creds", [str(tmp_path)])
+    assert not importer.locate("brs_loud_pkg.missing", [str(tmp_path)])
+    assert not importer.locate("brs_loud_pkg", [])  # not on sys.path, nor on the given path
     assert "brs_loud_pkg" not in sys.modules
 
 

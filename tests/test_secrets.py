@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from stsclient import RunPython, StsServer
 from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
 
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 from brs_autopatch.credentials import failures
 from brs_autopatch.errors import ConfigError, CredentialRefreshError
 from brs_autopatch.util import redact

@@ -897,7 +897,7 @@ def _slow_server(now: list[float]) -> tuple[Credentials, float]:
     the expiry of those first credentials as a child holds it."""
     import threading
 
-    from brs_autopatch.config.settings import from_env
+    from brs_autopatch.config.from_env import from_env
     from brs_autopatch.serve.server import Credentials
 
     _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])

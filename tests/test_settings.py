@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brs_autopatch import ConfigError
-from brs_autopatch.config.settings import FIELDS, VARIABLES, Settings, from_env
+from brs_autopatch.config.from_env import from_env
+from brs_autopatch.config.settings import FIELDS, Settings
+from brs_autopatch.config.variables import VARIABLES
 
 ARN = "arn:aws:iam::123456789012:role/app"
 

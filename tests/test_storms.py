@@ -26,7 +26,7 @@ from stsclient import RunPython, StsServer
 
 from brs_autopatch import ConfigError, CredentialRefreshError
 from brs_autopatch import build as factory
-from brs_autopatch.config.settings import from_env
+from brs_autopatch.config.from_env import from_env
 from brs_autopatch.credentials import backoff as refresh
 from brs_autopatch.credentials import schedule, sources
 from brs_autopatch.credentials.lifecycle import Refresher

@@ -28,6 +28,7 @@ from .variables import (
     MAX_CHAINED_DURATION,
     MAX_DURATION,
     MIN_DURATION,
+    SESSION_NAME_FORM,
 )
 
 # Arguments (and keys) whose values are never echoed in an error.
@@ -134,7 +135,7 @@ _PROFILE = re.compile(r"[\w.@+=,:/-]{1,128}")
 
 CHECKS: dict[str, Callable[[str, object], object]] = {
     "role_arns": _role_arns,
-    "role_session_name": _optional(_string(_SESSION_NAME, "2 to 64 characters of A-Z a-z 0-9 _+=,.@-")),
+    "role_session_name": _optional(_string(_SESSION_NAME, SESSION_NAME_FORM)),
     "duration_seconds": _optional(_integer(MIN_DURATION, MAX_DURATION, "seconds")),
     "defer_refresh": _boolean,
     "external_id": _optional(_string(_EXTERNAL_ID, "2 to 1224 characters of A-Z a-z 0-9 _+=,.@:/-")),
@@ -183,7 +184,7 @@ def settings_from_arguments(arguments: Mapping[str, Any], owner: str) -> Setting
 
 
 def _check_together(values: Mapping[str, Any]) -> None:
-    """The rules between arguments that settings.from_env applies between variables."""
+    """The rules between arguments that config.from_env applies between variables."""
     arns = values.get("role_arns", ())
     duration = values.get("duration_seconds")
     if len(arns) > 1 and duration is not None and duration > MAX_CHAINED_DURATION:

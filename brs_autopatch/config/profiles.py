@@ -21,6 +21,8 @@ from .variables import (
     _MFA_SERIAL,
     _SESSION_NAME,
     MAX_CHAINED_DURATION,
+    MAX_DURATION,
+    MIN_DURATION,
     parse_role_chain,
 )
 
@@ -134,12 +136,12 @@ def _apply(
         arns = values.get("role_arns", settings.role_arns)
         # Inside a brs-run --serve tree, another role is chained from the served one.
         chained = len(arns) > 1 or bool(nested.chained_roles(settings.replace(role_arns=arns)))
-        limit = MAX_CHAINED_DURATION if chained else 43200
-        if not str(raw).strip().isdigit() or not 900 <= int(raw) <= limit:
+        limit = MAX_CHAINED_DURATION if chained else MAX_DURATION
+        if not str(raw).strip().isdigit() or not MIN_DURATION <= int(raw) <= limit:
             why = " (a chained role: AWS caps its session at 1 h)" if chained else ""
             raise ConfigError(
                 f"{where} is not valid: profile {last_name!r} duration_seconds={raw!r}: "
-                f"expected 900-{limit}{why}"
+                f"expected {MIN_DURATION}-{limit}{why}"
             )
         values["duration_seconds"] = int(raw)
         origins["duration_seconds"] = f"profile {last_name!r} duration_seconds"

@@ -94,6 +94,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 # IAM role ARN in any partition (aws, aws-cn, aws-us-gov, aws-iso-b, ...), optional path.
 _ROLE_ARN = LazyPattern(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\x21-\x7e]*/)?[A-Za-z0-9_+=,.@-]{1,64}")
 _SESSION_NAME = LazyPattern(r"[A-Za-z0-9_+=,.@-]{2,64}")
+SESSION_NAME_FORM = "2 to 64 characters of A-Z a-z 0-9 _+=,.@-"  # what _SESSION_NAME accepts
 _EXTERNAL_ID = LazyPattern(r"[A-Za-z0-9_+=,.@:/-]{2,1224}")
 _MFA_SERIAL = LazyPattern(r"[A-Za-z0-9_+=/:,.@-]{9,256}")
 _METHOD_NAME = LazyPattern(r"[a-z0-9][a-z0-9_.-]{0,63}")

@@ -61,5 +61,8 @@ def plan(
     return expiry, chosen
 
 
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(moment: float | datetime) -> str:
+    """A time as the AWS SDKs write an expiry: UTC, whole seconds, ``Z`` (the one home of
+    this format: logs, ``--check``, ``--credential-process``, the credential server)."""
+    when = moment if isinstance(moment, datetime) else datetime.fromtimestamp(moment, timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

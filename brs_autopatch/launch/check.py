@@ -96,10 +96,6 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _describe(error: BaseException, where: str | None = None) -> str:
     """One line for an unexpected exception, never quoting an STS answer (see failures)."""
     from ..credentials.failures import describe_error
@@ -132,7 +128,7 @@ def run_check(environ: Mapping[str, str] | None = None, out: TextIO | None = Non
 
 
 def _checks(env: dict[str, str], report: Report) -> bool:
-    from ..config.settings import from_env
+    from ..config.from_env import from_env
     from ..config.variables import describe_unknown, unknown_variables
 
     # Typos first: a mistyped variable is ignored, which explains many a failure below.
@@ -182,6 +178,7 @@ def _checks(env: dict[str, str], report: Report) -> bool:
 
     from .. import build as factory
     from .. import plan
+    from ..credentials.answers import iso
 
     # The same validation plan as install() and the launcher: every bad value, here.
     try:
@@ -221,13 +218,13 @@ def _checks(env: dict[str, str], report: Report) -> bool:
 
     expiry = credentials.expiry_time
     remaining = (expiry - datetime.now(timezone.utc)).total_seconds()
-    report.line("expires", f"{_iso(expiry)} (in {_duration(remaining)})")
+    report.line("expires", f"{iso(expiry)} (in {_duration(remaining)})")
     chosen = credentials.schedule
     due = datetime.fromtimestamp(credentials.next_refresh_time(), timezone.utc)
     report.line(
         "refresh windows",
         f"advisory {chosen.advisory:.0f} s, mandatory {chosen.mandatory:.0f} s before expiry "
-        f"(next refresh at {_iso(due)}, a random point in the advisory window)",
+        f"(next refresh at {iso(due)}, a random point in the advisory window)",
     )
     report.line(
         "refresh mode",

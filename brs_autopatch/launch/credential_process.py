@@ -51,7 +51,8 @@ def run(env: Mapping[str, str], out: TextIO | None = None, err: TextIO | None = 
 
 
 def _credentials(env: Mapping[str, str]) -> dict[str, object]:
-    from ..config.settings import from_env
+    from ..config.from_env import from_env
+    from ..credentials.answers import iso
 
     settings = from_env(env)
     if not settings.active:
@@ -81,5 +82,5 @@ def _credentials(env: Mapping[str, str]) -> dict[str, object]:
         "AccessKeyId": frozen.access_key,
         "SecretAccessKey": frozen.secret_key,
         "SessionToken": frozen.token,
-        "Expiration": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Expiration": iso(expiry),
     }

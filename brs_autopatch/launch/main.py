@@ -20,7 +20,7 @@ import sys
 
 from .. import BOOTSTRAP_DIR
 from .._version import __version__
-from ..config.fingerprint import fingerprint
+from ..config.fingerprint import BOOTSTRAP_ENV, fingerprint
 from ..errors import ConfigError
 
 # The command line (options, help) and the uWSGI check live in their own modules;
@@ -45,7 +45,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-BOOTSTRAP_ENV = "BRS_BOOTSTRAP"  # the same name as brs_autopatch.BOOTSTRAP_ENV
 BOOTSTRAP_PROTOCOL = "2"  # brs_autopatch/bootstrap/sitecustomize.py PROTOCOL
 _BOOTSTRAP_TAIL = os.sep + os.path.join("brs_autopatch", "bootstrap")
 
@@ -129,7 +128,8 @@ def validate(env: Mapping[str, str], command: Sequence[str] = ()) -> bool:
     BRS_STS_CLIENT_KWARGS.
     """
     from .. import plan
-    from ..config.settings import from_env, parse_bool
+    from ..config.from_env import from_env
+    from ..config.variables import parse_bool
 
     enabled = env.get("BRS_ENABLED", "")
     if enabled.strip() and not parse_bool("BRS_ENABLED", enabled):
@@ -161,7 +161,7 @@ def _error(message: str) -> None:
 
 
 def _serving(env: Mapping[str, str]) -> bool:
-    from ..config.settings import parse_bool
+    from ..config.variables import parse_bool
 
     value = env.get("BRS_SERVE", "")
     return bool(value.strip()) and parse_bool("BRS_SERVE", value)
@@ -267,7 +267,7 @@ def _serve(env: dict[str, str]) -> dict[str, str]:
     one serves this tree too (brs_autopatch.config.nested).
     """
     from ..config import nested, profiles
-    from ..config.settings import from_env
+    from ..config.from_env import from_env
     from ..serve.start import start
 
     settings = from_env(env)

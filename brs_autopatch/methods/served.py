@@ -31,7 +31,7 @@ from typing import Any
 from dateutil.parser import isoparse
 
 from ..errors import ConfigError
-from . import Fetch, MethodContext, utc_iso
+from .base import Fetch, MethodContext, utc_iso
 
 URI_ENV = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
 TOKEN_FILE_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"

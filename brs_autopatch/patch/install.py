@@ -19,7 +19,8 @@ from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from ..config.settings import Settings, from_env
+from ..config.from_env import from_env
+from ..config.settings import Settings
 from ..errors import ConfigError
 from ..util import importer, logs
 from .installation import Installation
@@ -103,8 +104,7 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
 
 def _switched_off(env: Mapping[str, str]) -> bool:
     """Whether BRS_ENABLED says false (a bad BRS_ENABLED itself is not "off")."""
-    from ..config.settings import parse_bool
-    from ..config.variables import read
+    from ..config.variables import parse_bool, read
 
     raw = read(env, "BRS_ENABLED")
     try:
@@ -183,7 +183,7 @@ def _patch_botocore(botocore: ModuleType, state: Installation) -> None:
         def initializer(session: Any) -> None:
             # Imported on the first session, not with botocore: a program that imports
             # boto3 without making a session pays nothing (every child under brs-run).
-            from .providers import patch_session
+            from .dispatch import patch_session
 
             patch_session(session, state)
 

@@ -99,19 +99,3 @@ class RoleFirstResolver(CredentialResolver):
                 return credentials
         loaded: Credentials | None = super().load_credentials()
         return loaded
-
-
-def patch_session(session: botocore.session.Session, state: Installation) -> None:
-    """The botocore initializer: runs at the end of every Session.__init__."""
-    from . import aio  # async sessions (aiobotocore) and unknown subclasses live there
-
-    if not aio.patch_session(session, state):
-        session.register_component("credential_provider", RoleFirstResolver(session, state))
-    if aio.session_kind(type(session)) != "unknown":
-        from ..credentials import presign
-
-        presign.register(session)
-    if state.settings.adopt_own_keys and aio.session_kind(type(session)) != "unknown":
-        from . import adopt
-
-        session.register(adopt.EVENT, adopt.before_sign, unique_id="brs-autopatch-adopt")

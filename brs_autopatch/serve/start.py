@@ -227,7 +227,7 @@ def _read_line(fd: int, timeout: float) -> str:
 
 def start_if_wanted(env: Mapping[str, str]) -> dict[str, str]:
     """The launcher's one call: start the server if ``BRS_SERVE`` (``--serve``) says so."""
-    from ..config.settings import from_env
+    from ..config.from_env import from_env
 
     settings = from_env(env)
     return start(env, settings) if settings.serve else dict(env)

@@ -1,4 +1,6 @@
-"""Post-import hooks: run a function right after a module is first imported.
+"""The import system, used without running anyone's code: post-import hooks (run a
+function right after a module is first imported) and :func:`locate` (can a module be
+imported?).
 
 The same protocol as ``wrapt.register_post_import_hook`` (a meta-path finder that
 chains the real loader, hooks fire once after the module body ran, or at once if
@@ -21,7 +23,7 @@ from _thread import RLock
 # every interpreter started under brs-run, before anything else, and those cost ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from types import ModuleType
     from typing import Any
 
@@ -132,3 +134,29 @@ def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
         if isinstance(finder, _Finder):
             return finder.find_spec(fullname, path, target)
     return None
+
+
+def locate(module: str, search_path: Sequence[str] = ()) -> bool:
+    """Whether ``module`` (dotted) can be imported, found without running any of its code.
+
+    ``importlib.util.find_spec("a.b")`` would import (run) package ``a``: walk the
+    packages' search locations instead. The top-level name goes through every finder
+    (editable installs have their own); ``search_path`` is searched after sys.path.
+    """
+    from importlib.machinery import PathFinder
+    from importlib.util import find_spec
+
+    top, *rest = module.split(".")
+    try:
+        spec = find_spec(top) or PathFinder.find_spec(top, list(search_path))
+    except (ImportError, ValueError):
+        return False
+    name = top
+    for part in rest:
+        locations = None if spec is None else spec.submodule_search_locations
+        if not locations:
+            return False  # not a package: "a.b" cannot be imported
+        name = f"{name}.{part}"
+        existing = sys.modules.get(name)
+        spec = existing.__spec__ if existing is not None else PathFinder.find_spec(name, list(locations))
+    return spec is not None
