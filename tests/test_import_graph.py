@@ -90,14 +90,17 @@ def import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.Import):
                 targets.extend(alias.name for alias in node.names)
             edges[name].update(t for t in targets if t in modules and t != name)
-    # The facade's lazy attributes: `_LAZY = {"Name": "sub.module", ...}`, imported by string.
-    facade = ast.parse(modules["brs_autopatch"].read_text(encoding="utf-8"))
-    for node in ast.walk(facade):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_LAZY" for t in node.targets):
-            assert isinstance(node.value, ast.Dict)
-            for value in node.value.values:
-                assert isinstance(value, ast.Constant) and isinstance(value.value, str)
-                edges["brs_autopatch"].add(f"brs_autopatch.{value.value}")
+    # A package's lazy public names (util.importer.lazy_attributes): `_LAZY = {"Name":
+    # "sub.module", ...}` in its __init__, imported by string on first use.
+    for name, path in modules.items():
+        if path.name != "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_LAZY" for t in node.targets):
+                assert isinstance(node.value, ast.Dict)
+                for value in node.value.values:
+                    assert isinstance(value, ast.Constant) and isinstance(value.value, str)
+                    edges[name].add(f"{name}.{value.value}")
     return edges
 
 
@@ -210,6 +213,12 @@ def test_the_package_root_stays_small_and_no_module_is_long() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_the_graph_sees_the_lazy_public_names() -> None:
+    edges = import_graph()
+    assert "brs_autopatch.methods.registry" in edges["brs_autopatch.methods"]
+    assert "brs_autopatch.credentials.engine" in edges["brs_autopatch"]
 
 
 def test_subpackage_inits_hold_only_a_docstring() -> None:

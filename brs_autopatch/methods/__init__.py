@@ -20,7 +20,9 @@ from its module on first use: ``base`` (the context, the answer's checks), ``sts
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..util import importer
 
 if TYPE_CHECKING:
     from .base import (
@@ -86,15 +88,7 @@ __all__ = [
 assert set(_LAZY) == set(__all__)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = importer.lazy_attributes(globals(), _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -23,7 +23,7 @@ from _thread import RLock
 # every interpreter started under brs-run, before anything else, and those cost ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import ModuleType
     from typing import Any
 
@@ -160,3 +160,26 @@ def locate(module: str, search_path: Sequence[str] = ()) -> bool:
         existing = sys.modules.get(name)
         spec = existing.__spec__ if existing is not None else PathFinder.find_spec(name, list(locations))
     return spec is not None
+
+
+def lazy_attributes(namespace: dict[str, Any], table: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) for a package's public names, imported on use.
+
+    ``table`` maps a name to the submodule (relative to the package whose globals are
+    ``namespace``) that defines it; the value is kept in ``namespace`` after the first
+    lookup. Every Python child under brs-run imports this package's ``__init__``:
+    nothing behind these names loads until a program asks for one.
+    """
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(f"{package}.{module}"), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
