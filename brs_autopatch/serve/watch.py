@@ -17,6 +17,7 @@ import select
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 _STDIO_KEEP = (2,)  # stderr: warnings reach the user; stdout belongs to the program
 
@@ -138,15 +139,10 @@ def scrub(title: str) -> bool:
     ``environ`` pointer still leads into it); the argument block (brs-run's command
     line) becomes ``title``. Linux only; True if done.
     """
-    blocks = _blocks()
-    if blocks is None:
+    found = _memory()
+    if found is None:
         return False
-    try:
-        import ctypes
-    except ImportError:
-        return False
-
-    _, _, env_start, env_end = blocks
+    ctypes, (_, _, env_start, env_end) = found
     os.environ.clear()  # unsetenv: libc's environ array lets go of the block's strings
     ctypes.memset(env_start, 0, env_end - env_start)
     return set_title(title)
@@ -154,19 +150,27 @@ def scrub(title: str) -> bool:
 
 def set_title(title: str) -> bool:
     """``title`` as this process's command line (``/proc/PID/cmdline``, ps)."""
-    blocks = _blocks()
-    if blocks is None:
+    found = _memory()
+    if found is None:
         return False
-    try:
-        import ctypes
-    except ImportError:
-        return False
-
-    arg_start, arg_end, _, _ = blocks
+    ctypes, (arg_start, arg_end, _, _) = found
     text = title.encode("utf-8", "replace")[: arg_end - arg_start - 1]
     ctypes.memset(arg_start, 0, arg_end - arg_start)
     ctypes.memmove(arg_start, text, len(text))
     return True
+
+
+def _memory() -> tuple[Any, tuple[int, int, int, int]] | None:
+    """ctypes and this process's argument and environment blocks, or None where either is
+    missing (not Linux, no /proc, an interpreter without ctypes)."""
+    blocks = _blocks()
+    if blocks is None:
+        return None
+    try:
+        import ctypes
+    except ImportError:
+        return None
+    return ctypes, blocks
 
 
 def _blocks() -> tuple[int, int, int, int] | None:
