@@ -19,7 +19,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "brs_autopatch"
 KNOWN_CIRCLES: set[frozenset[str]] = {
     frozenset({"brs_autopatch.methods", "brs_autopatch.methods.served"}),
     frozenset({"brs_autopatch.patch.aio", "brs_autopatch.patch.providers"}),
-    frozenset({"brs_autopatch.serve.start", "brs_autopatch.serve.server"}),
 }
 
 

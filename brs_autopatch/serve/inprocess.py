@@ -43,10 +43,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 # botocore first: its arrival runs the patch's plan, which imports brs_autopatch.methods;
-# that must not happen half-way through importing server -> served -> methods.
+# that must not happen half-way through importing server -> methods.endpoint -> methods.
 import botocore.session
 
 from ..config import nested, profiles
+from ..methods import endpoint
 from ..patch.installation import Installation
 from . import start as serve
 from .server import POLL_SECONDS, Credentials, Gate, Server, Unavailable
@@ -116,12 +117,13 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             try:
-                listener.bind(("127.0.0.1", 0))
+                listener.bind((endpoint.HOST, 0))
                 listener.listen(128)
             except OSError as error:
-                raise serve.ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
+                reason = error.strerror or error
+                raise serve.ServeError(f"cannot listen on {endpoint.HOST}: {reason}") from None
             token = secrets.token_hex(32)
-            url = f"http://127.0.0.1:{listener.getsockname()[1]}{serve.PATH}"
+            url = endpoint.url(listener.getsockname()[1])
             # As brs-run --serve tells its tree: which role is served (BRS_PROFILE resolved
             # from the real files), not BRS_ROLE_ARN/BRS_PROFILE, which in the tree mean what
             # a child asks for itself (brs_autopatch.config.nested): a child inheriting this
@@ -135,7 +137,7 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         state.source = source
-        http = Server(listener, Gate(token), Shared(state), serve.PATH)
+        http = Server(listener, Gate(token), Shared(state), endpoint.PATH)
         thread = threading.Thread(
             target=http.serve_forever, args=(POLL_SECONDS,), name="brs-credential-endpoint", daemon=True
         )

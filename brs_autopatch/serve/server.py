@@ -11,7 +11,7 @@ advisory window) and answers every SDK's container provider::
 
     GET /credentials            Authorization: <token>
     200 {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "AccountId"?,
-         "BrsIssuedAt"}        (BrsIssuedAt: see brs_autopatch.methods.served)
+         "BrsIssuedAt"}        (the wire format: brs_autopatch.methods.endpoint)
 
 Security: bound to 127.0.0.1 only; the 256-bit token compared in constant time; a
 missing token is 401, a wrong one 403, neither with credentials, logged once per
@@ -47,12 +47,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ..methods.served import ISSUED_AT_FIELD, NEWER_THAN_HEADER
+from ..methods import endpoint
 from .watch import alive, detach, first_ended, make_private, pidfd, scrub, set_title, watcher
 
 if TYPE_CHECKING:
@@ -125,16 +125,14 @@ class Credentials:
             # look current, and the child back off), and the credentials read again.
             credentials.refresh_in_background()
             snapshot = _snapshot(credentials)
-        answer: dict[str, Any] = {
-            "AccessKeyId": snapshot["access_key"],
-            "SecretAccessKey": snapshot["secret_key"],
-            "Token": snapshot["token"],
-            "Expiration": _iso_z(_timestamp(snapshot["expiry_time"])),
-            ISSUED_AT_FIELD: float(snapshot.get("issued_at") or credentials.now()),
-        }
-        if snapshot.get("account_id"):
-            answer["AccountId"] = snapshot["account_id"]
-        return answer
+        return endpoint.answer(
+            snapshot["access_key"],
+            snapshot["secret_key"],
+            snapshot["token"],
+            _timestamp(snapshot["expiry_time"]),
+            issued_at=snapshot.get("issued_at") or credentials.now(),
+            account_id=snapshot.get("account_id"),
+        )
 
     def stop(self) -> None:
         if self._credentials is not None:
@@ -159,10 +157,6 @@ def _timestamp(expiry: Any) -> float:
     from dateutil.parser import isoparse
 
     return isoparse(str(expiry)).timestamp()
-
-
-def _iso_z(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Gate:
@@ -307,35 +301,36 @@ class Server:
             return
         self._forget(connection)
         if end is None:
-            _refuse(connection.sock, 431, {"Code": "RequestHeaderFieldsTooLarge", "Message": "too large"})
+            _refuse(connection.sock, 431, endpoint.error("RequestHeaderFieldsTooLarge", "too large"))
             return
         self._dispatch(connection.sock, connection.peer, connection.data[:end])
 
     def _dispatch(self, sock: socket.socket, peer: str, head: bytes) -> None:
         request = _parse(head)
         if request is None:
-            _refuse(sock, 400, {"Code": "BadRequest", "Message": "not an HTTP request"})
+            _refuse(sock, 400, endpoint.error("BadRequest", "not an HTTP request"))
             return
         method, target, headers = request
         if method != "GET":
-            _refuse(sock, 405, {"Code": "MethodNotAllowed", "Message": "GET only"})
+            _refuse(sock, 405, endpoint.error("MethodNotAllowed", "GET only"))
             return
-        status = self.gate.status(headers.get("authorization"))
+        status = self.gate.status(headers.get(endpoint.AUTHORIZATION_HEADER.lower()))
         if status != 200:
             self.gate.refuse(peer, status)
-            _refuse(sock, status, {"Code": "Unauthorized" if status == 401 else "Forbidden",
-                                   "Message": "a valid authorization token is required"})
+            code = "Unauthorized" if status == 401 else "Forbidden"
+            _refuse(sock, status, endpoint.error(code, "a valid authorization token is required"))
             return
         if target.split("?", 1)[0] != self.path:
-            _refuse(sock, 404, {"Code": "NotFound", "Message": f"credentials are served at {self.path}"})
+            _refuse(sock, 404, endpoint.error("NotFound", f"credentials are served at {self.path}"))
             return
-        self._workers.submit(self._answer, sock, _number(headers.get(NEWER_THAN_HEADER.lower())))
+        newer_than = endpoint.newer_than(headers.get(endpoint.NEWER_THAN_HEADER.lower()))
+        self._workers.submit(self._answer, sock, newer_than)
 
     def _answer(self, sock: socket.socket, newer_than: float | None) -> None:
         try:
             answer = self.credentials.answer(newer_than)
         except Exception as error:  # Unavailable, CredentialRefreshError: messages hold no secret
-            _reply(sock, 500, {"Code": "CredentialsUnavailable", "Message": str(error).splitlines()[0][:500]})
+            _reply(sock, 500, endpoint.error("CredentialsUnavailable", str(error).splitlines()[0][:500]))
             return
         _reply(sock, 200, answer)
 
@@ -401,14 +396,6 @@ def _refuse(sock: socket.socket, status: int, payload: dict[str, Any]) -> None:
         pass
     finally:
         sock.close()
-
-
-def _number(header: str | None) -> float | None:
-    try:
-        value = float(header) if header else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
 
 
 # -- the processes -------------------------------------------------------------------------
@@ -641,13 +628,11 @@ def serve(
             return START_FAILED
         finally:
             logger.removeFilter(quiet)
-    from .start import PATH
-
-    server = Server(listener, Gate(token), credentials, PATH)
+    server = Server(listener, Gate(token), credentials, endpoint.PATH)
     thread = threading.Thread(target=_serve_or_exit, args=(server,), daemon=True)
     thread.start()
     port = listener.getsockname()[1]
-    logger.info("credential server on http://127.0.0.1:%s%s for process %s", port, PATH, program)
+    logger.info("credential server on %s for process %s", endpoint.url(port), program)
     if status_fd is not None:
         _report(status_fd, "ok")
     while not watch(POLL_SECONDS):

@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping
 
 from ..config.settings import Settings
+from ..methods import endpoint
 from . import awsfiles
 from .awsfiles import CREDENTIAL_KEYS, stripped_config, stripped_credentials
 
@@ -42,7 +43,6 @@ __all__ = [
     "stripped_credentials",
 ]
 
-PATH = "/credentials"  # SDKs want a path in the URI (99designs/aws-vault#1229)
 START_TIMEOUT = 5.0
 # The first AssumeRole: STS timeouts (2 x (5 + 15) s) plus an MFA command's 30 s.
 FIRST_CREDENTIALS_TIMEOUT = 120.0
@@ -61,10 +61,7 @@ SOURCE_VARIABLES = (
     "AWS_ROLE_ARN",  # web identity (EKS IRSA) is asked before the container endpoint
     "AWS_ROLE_SESSION_NAME",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",  # wins over FULL_URI in most SDKs
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    *endpoint.VARIABLES,  # another endpoint's (the relative URI wins over ours in most SDKs)
 )
 # BRS_* the children do not need once the server assumes the role: secrets stay out
 # of the program's environment, the cache and MFA belong to the server.
@@ -105,9 +102,9 @@ def program_environment(
     config, credentials = awsfiles.program_files(env, workdir)
     child["AWS_CONFIG_FILE"] = _write(workdir, "config", config)
     child["AWS_SHARED_CREDENTIALS_FILE"] = _write(workdir, "credentials", credentials)
-    child["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
-    child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = _write(workdir, "token", token)
-    child["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token  # SDKs that read no token file
+    child[endpoint.URI_ENV] = url
+    child[endpoint.TOKEN_FILE_ENV] = _write(workdir, "token", token)
+    child[endpoint.TOKEN_ENV] = token  # SDKs that read no token file
     child["BRS_METHOD"] = "served"
     child["BRS_DEFER_REFRESH"] = "true"  # a child refreshes at its window, after the server
     return child
@@ -144,12 +141,12 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
     try:
         try:
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.bind(("127.0.0.1", 0))
+            listener.bind((endpoint.HOST, 0))
             listener.listen(128)
         except OSError as error:
-            raise ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
+            raise ServeError(f"cannot listen on {endpoint.HOST}: {error.strerror or error}") from None
         token = secrets.token_hex(32)  # 256 bits
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
+        url = endpoint.url(listener.getsockname()[1])
         try:
             child_env = program_environment(env, url, token, workdir)
         except awsfiles.AwsFileError as error:
