@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import threading
 
     from brs_autopatch.credentials.engine import RoleCredentials
-    from brs_autopatch.serve.server import Credentials
+    from brs_autopatch.serve.role import Credentials
 
 SERVE = (*MODULE, "--serve")
 NODE_DIR = REPO_ROOT / ".cache" / "node"
@@ -898,7 +898,7 @@ def _slow_server(now: list[float]) -> tuple[Credentials, float]:
     import threading
 
     from brs_autopatch.config.settings import from_env
-    from brs_autopatch.serve.server import Credentials
+    from brs_autopatch.serve.role import Credentials
 
     _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
     settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})

@@ -465,7 +465,8 @@ def test_a_later_launch_removes_the_directory_of_a_tree_killed_whole(
 def _in_process_server(role_arn: str, token: str) -> Iterator[int]:
     """The HTTP side alone, in this process, with real credentials (the fake STS)."""
     from brs_autopatch.config.settings import from_env
-    from brs_autopatch.serve.server import Credentials, Gate, Server
+    from brs_autopatch.serve.role import Credentials
+    from brs_autopatch.serve.server import Gate, Server
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -11,8 +11,8 @@ every AWS SDK's container provider speaks, plus two names of our own::
     4xx/5xx {"Code", "Message"}
 
 What ``BrsIssuedAt`` and ``X-Brs-Newer-Than`` are for is the client's and the server's
-business (:mod:`brs_autopatch.methods.served`, the server); here is only how they are
-spelled and read.
+business (:mod:`brs_autopatch.methods.served`, :mod:`brs_autopatch.serve.role`); here
+is only how they are spelled and read.
 
 It lives at the methods layer, not in ``serve/``, because the client is a credential
 method and methods may not import ``serve/``. Not here: HTTP itself (the server's parser,

@@ -50,7 +50,8 @@ from ..config import nested, profiles
 from ..methods import endpoint
 from ..patch.installation import Installation
 from . import start as serve
-from .server import POLL_SECONDS, Credentials, Gate, Server, Unavailable
+from .role import Credentials, Unavailable
+from .server import POLL_SECONDS, Gate, Server
 
 if TYPE_CHECKING:
     from ..credentials.engine import RoleCredentials
@@ -185,7 +186,7 @@ def _source(state: Installation) -> Callable[[], Any]:
 
 
 class Shared(Credentials):
-    """server.Credentials answering from the installation's credentials object."""
+    """role.Credentials answering from the installation's credentials object."""
 
     def __init__(self, state: Installation) -> None:
         super().__init__(state.settings, background=False)

@@ -6,7 +6,7 @@ exec it
 1. makes a 0700 directory holding the 0600 token file and the program's AWS files;
 2. binds the listening socket on 127.0.0.1, a random port (so the port is known
    before anything else starts, and a bind failure stops brs-run with exit 2);
-3. double-forks the server's supervisor (:mod:`brs_autopatch.serve.server`, which forks the
+3. double-forks the server's supervisor (:mod:`brs_autopatch.serve.supervisor`, which forks the
    server and restarts it on the same socket if it dies): the intermediate child
    exits at once and is reaped here, so neither is anybody's child in the
    program's process tree (a program calling ``os.wait()`` never gets them) and
@@ -179,7 +179,7 @@ def _spawn(
             os.setsid()  # no terminal signals; the server ends with the program instead
             if os.fork() == 0:
                 try:
-                    from .server import run
+                    from .supervisor import run
 
                     code = run(
                         listener, status_write, program=program, env=dict(env), settings=settings,
