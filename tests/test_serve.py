@@ -32,12 +32,9 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, 
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
 from test_launcher import ROLE as ROLE_ARN
 
-from brs_autopatch.serve.start import (
-    CREDENTIAL_KEYS,
-    program_environment,
-    stripped_config,
-    stripped_credentials,
-)
+from brs_autopatch.serve.awsfiles import stripped_config, stripped_credentials
+from brs_autopatch.serve.awssource import CREDENTIAL_KEYS
+from brs_autopatch.serve.start import program_environment
 
 if TYPE_CHECKING:
     import threading

@@ -36,12 +36,9 @@ from collections.abc import Mapping
 from ..config.settings import Settings
 from ..methods import endpoint
 from . import awsfiles
-from .awsfiles import CREDENTIAL_KEYS, stripped_config, stripped_credentials
+from .awsread import AwsFileError
 
-__all__ = [
-    "CREDENTIAL_KEYS", "ServeError", "program_environment", "start", "start_if_wanted", "stripped_config",
-    "stripped_credentials",
-]
+__all__ = ["ServeError", "program_environment", "start", "start_if_wanted"]
 
 START_TIMEOUT = 5.0
 # The first AssumeRole: STS timeouts (2 x (5 + 15) s) plus an MFA command's 30 s.
@@ -93,7 +90,7 @@ def program_environment(
     (:mod:`brs_autopatch.serve.awsfiles`): the config file's ``[default]`` holds the
     non-credential settings, region included, of the profile botocore would have used.
     Named profiles with other identities stay: a program can still be explicit about
-    another identity. Raises :class:`~brs_autopatch.serve.awsfiles.AwsFileError` (one line)
+    another identity. Raises :class:`~brs_autopatch.serve.awsread.AwsFileError` (one line)
     for an AWS file that does not parse or is too large.
     """
     child = {name: value for name, value in env.items() if name not in SOURCE_VARIABLES}
@@ -149,7 +146,7 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
         url = endpoint.url(listener.getsockname()[1])
         try:
             child_env = program_environment(env, url, token, workdir)
-        except awsfiles.AwsFileError as error:
+        except AwsFileError as error:
             raise ServeError(str(error)) from None
         try:
             _spawn(listener, env, settings, token, workdir)
