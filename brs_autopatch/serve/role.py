@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..credentials.backoff import MANDATORY_BACKOFF_BASE, MANDATORY_BACKOFF_CAP, Backoff
 from ..methods import endpoint
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ class Credentials:
         self._credentials: RoleCredentials | None = None
         self._error: str | None = None
         self._retry_at = 0.0
-        self._failures = 0
+        # Until the first AssumeRole succeeds every request fails, as in a RoleCredentials'
+        # mandatory window: the same backoff (1, 2, 4 ... 30 s, jittered).
+        self._backoff = Backoff(MANDATORY_BACKOFF_BASE, MANDATORY_BACKOFF_CAP)
 
     def build(self) -> RoleCredentials:
         """The credentials (the first call does the first AssumeRole). Raises on failure."""
@@ -60,10 +63,12 @@ class Credentials:
                 self._credentials = factory.build(self._settings, clock=self._clock)
             except Exception as error:
                 cause, _ = failures.describe_error(error)
-                self._failures += 1
                 self._error = str(error) if isinstance(error, (ValueError, RuntimeError)) else cause
-                # Requests keep coming: retry STS at most every 1, 2, 4 ... 30 s.
-                self._retry_at = time.monotonic() + min(30.0, 2.0 ** (self._failures - 1))
+                # Requests keep coming: retry STS at most that often. Unlike RoleCredentials,
+                # a permanent failure (access denied) does not wait the cap at once: nobody
+                # in the tree has credentials meanwhile, and a role or trust policy just
+                # created or fixed answers AccessDenied until IAM has propagated it.
+                self._retry_at = time.monotonic() + self._backoff.next_delay()
                 raise Unavailable(self._error) from None
             return self._credentials
 
