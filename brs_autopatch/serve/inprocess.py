@@ -34,10 +34,7 @@ import atexit
 import contextlib
 import logging
 import os
-import secrets
 import shutil
-import socket
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -111,19 +108,9 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             return None  # already a served child: its server serves this process too
         original = dict(env)
         source = _source(state)
+        workdir, listener = serve.open_endpoint()
         try:
-            workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700
-        except OSError as error:
-            raise serve.ServeError(f"cannot create the token directory: {error.strerror or error}") from None
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            try:
-                listener.bind((endpoint.HOST, 0))
-                listener.listen(128)
-            except OSError as error:
-                reason = error.strerror or error
-                raise serve.ServeError(f"cannot listen on {endpoint.HOST}: {reason}") from None
-            token = secrets.token_hex(32)
+            token = serve.new_token()
             url = endpoint.url(listener.getsockname()[1])
             # As brs-run --serve tells its tree: which role is served (BRS_PROFILE resolved
             # from the real files), not BRS_ROLE_ARN/BRS_PROFILE, which in the tree mean what

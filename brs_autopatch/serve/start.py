@@ -29,13 +29,12 @@ import select
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 
 from ..config.settings import Settings
 from ..methods import endpoint
-from . import awsfiles
+from . import awsfiles, tokendir
 from .awsread import AwsFileError
 
 __all__ = ["ServeError", "program_environment", "start", "start_if_wanted"]
@@ -131,18 +130,9 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
 
     if serves(settings):
         return dict(env)
+    workdir, listener = open_endpoint()
     try:
-        workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700
-    except OSError as error:
-        raise ServeError(f"cannot create the token directory: {error.strerror or error}") from None
-    try:
-        try:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.bind((endpoint.HOST, 0))
-            listener.listen(128)
-        except OSError as error:
-            raise ServeError(f"cannot listen on {endpoint.HOST}: {error.strerror or error}") from None
-        token = secrets.token_hex(32)  # 256 bits
+        token = new_token()
         url = endpoint.url(listener.getsockname()[1])
         try:
             child_env = program_environment(env, url, token, workdir)
@@ -156,6 +146,30 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return child_env
+
+
+def open_endpoint() -> tuple[str, socket.socket]:
+    """An endpoint's token directory (:mod:`brs_autopatch.serve.tokendir`) and listening
+    socket (127.0.0.1, a random port). Raises :class:`ServeError` (one line) when either
+    cannot be had, leaving nothing behind."""
+    try:
+        workdir = tokendir.make()
+    except OSError as error:
+        raise ServeError(f"cannot create the token directory: {error.strerror or error}") from None
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((endpoint.HOST, 0))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServeError(f"cannot listen on {endpoint.HOST}: {error.strerror or error}") from None
+    return workdir, listener
+
+
+def new_token() -> str:
+    """A new endpoint token: 256 bits, hex (what the SDKs send back as the header)."""
+    return secrets.token_hex(32)
 
 
 def _spawn(

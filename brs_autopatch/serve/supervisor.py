@@ -16,7 +16,8 @@ the program, which may still need credentials while it shuts down). A pidfd (Lin
 >= 5.3; else polling the PID) says when the program has ended, however it ended; the
 server and the supervisor then remove the directory (token file, AWS files) and exit
 within about a second. Whichever of the two outlives the other cleans up; if both were
-killed, the next ``brs-run --serve`` of the same user removes it (:func:`sweep`).
+killed, the next ``brs-run --serve`` of the same user removes it
+(:func:`brs_autopatch.serve.tokendir.sweep`).
 
 Not here: HTTP (:mod:`brs_autopatch.serve.server`), the answer
 (:mod:`brs_autopatch.serve.role`), the program's environment (:mod:`brs_autopatch.serve.start`).
@@ -30,16 +31,16 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..methods import endpoint
+from . import tokendir
 from .role import Credentials, Unavailable
 from .server import POLL_SECONDS, Gate, Server
-from .watch import alive, detach, first_ended, make_private, pidfd, scrub, set_title, watcher
+from .watch import detach, first_ended, make_private, pidfd, scrub, set_title, watcher
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -48,7 +49,6 @@ logger = logging.getLogger("brs_autopatch")
 
 START_FAILED = 1  # a server's exit status when it could not start (and said why): no restart
 LOOP_FAILED = 70  # its accept-and-read loop failed: restarted
-OWNER_FILE = "program"  # in the token directory: the program's PID, for sweep()
 
 
 def run(
@@ -97,8 +97,8 @@ def run(
                 with contextlib.suppress(OSError):  # the server's now: brs-run sees its end
                     os.close(status_fd)
                 _preload()  # while the first server starts: a restarted one serves sooner
-                _mark(workdir, program)
-                sweep(workdir)
+                tokendir.mark(workdir, program)
+                tokendir.sweep(workdir)
             if child is None:  # fork failed (EAGAIN, ENOMEM): brs-run was told, or try again
                 if first or first_ended([program], [program_fd], 0.5) is not None:
                     return START_FAILED if first else 0
@@ -147,45 +147,6 @@ def _with_cache(settings: Settings, workdir: str) -> Settings:
     except OSError:
         return settings
     return settings.replace(cache_dir=cache)
-
-
-def _mark(workdir: str, program: int) -> None:
-    # Whose directory this is, for a later sweep (see sweep()).
-    with contextlib.suppress(OSError):
-        fd = os.open(os.path.join(workdir, OWNER_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(f"{program}\n")
-
-
-def sweep(workdir: str) -> int:
-    """Remove this user's token directories left by trees whose program has ended.
-
-    Only when both the server and its supervisor were killed (``SIGKILL``) does a
-    directory outlive its program; the next ``brs-run --serve`` in the same temporary
-    directory removes it. A directory counts only if it is a real directory (no
-    symlink), ours, named ``brs-serve-*`` and marked with its program's PID; a PID
-    that is alive (or reused) keeps it. Returns how many were removed.
-    """
-    parent, name = os.path.split(workdir)
-    removed = 0
-    with contextlib.suppress(OSError), os.scandir(parent) as entries:
-        for count, entry in enumerate(entries):
-            if count > 10_000:
-                break
-            if not entry.name.startswith("brs-serve-") or entry.name == name:
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-                if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-                    continue
-                with open(os.path.join(entry.path, OWNER_FILE), encoding="ascii") as handle:
-                    pid = int(handle.read(32).strip())
-            except (OSError, ValueError):
-                continue
-            if pid > 0 and not alive(pid):
-                shutil.rmtree(entry.path, ignore_errors=True)  # fd-based: no symlink is followed
-                removed += 1
-    return removed
 
 
 def _fork_server(
