@@ -1031,3 +1031,21 @@ def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
         assert _state(child.pid) == "Z"
     finally:
         child.wait(10)
+
+
+def test_the_endpoint_answer_reads_back_as_the_server_wrote_it() -> None:
+    # Both ends import brs_autopatch.methods.endpoint: what the server writes, the client
+    # reads back whole; an answer without a required field is no credentials.
+    from brs_autopatch.methods import endpoint
+
+    body = endpoint.answer("AKIA", "secret", "token", 1.7e9, issued_at=1_699_996_400, account_id="1")
+    assert json.loads(json.dumps(body))["Expiration"] == "2023-11-14T22:13:20Z"
+    assert endpoint.metadata(json.loads(json.dumps(body))) == {
+        "access_key": "AKIA", "secret_key": "secret", "token": "token",
+        "expiry_time": "2023-11-14T22:13:20Z", "issued_at": 1_699_996_400.0, "account_id": "1",
+    }
+    for field in endpoint.FIELDS:
+        assert endpoint.metadata({key: value for key, value in body.items() if key != field}) is None
+    held = 1_700_000_000.25
+    assert endpoint.newer_than(endpoint.newer_than_value(held)) == held
+    assert endpoint.newer_than("inf") is None and endpoint.newer_than("soon") is None

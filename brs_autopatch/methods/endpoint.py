@@ -43,7 +43,8 @@ AUTHORIZATION_HEADER = "Authorization"
 # The expiry of the credentials the asking process holds (seconds since the epoch).
 NEWER_THAN_HEADER = "X-Brs-Newer-Than"
 
-# The answer: botocore's metadata key for each field of the container protocol.
+# The answer: botocore's metadata key for each field of the container protocol (in the
+# order answer() takes them).
 FIELDS = {
     "AccessKeyId": "access_key",
     "SecretAccessKey": "secret_key",
@@ -95,13 +96,8 @@ def answer(
     access_key: str, secret_key: str, token: str, expiry: float, *, issued_at: float, account_id: str | None
 ) -> dict[str, Any]:
     """The 200 answer for these credentials (``expiry``, ``issued_at``: seconds since the epoch)."""
-    body: dict[str, Any] = {
-        "AccessKeyId": access_key,
-        "SecretAccessKey": secret_key,
-        "Token": token,
-        "Expiration": iso(expiry),
-        ISSUED_AT_FIELD: float(issued_at),
-    }
+    body: dict[str, Any] = dict(zip(FIELDS, (access_key, secret_key, token, iso(expiry)), strict=True))
+    body[ISSUED_AT_FIELD] = float(issued_at)
     if account_id:
         body[ACCOUNT_ID_FIELD] = account_id
     return body
