@@ -109,7 +109,7 @@ def _run_tree(mode: str) -> dict[str, int]:
     global _current
     from brs_autopatch import build as factory
     from brs_autopatch.methods import served
-    from brs_autopatch.serve.server import Credentials
+    from brs_autopatch.serve.role import Credentials
 
     clock = Clock()
     sts = _current = FakeSts(clock)
@@ -177,7 +177,8 @@ def _endpoint() -> Iterator[tuple[str, str]]:
     global _current
     import socket
 
-    from brs_autopatch.serve.server import Credentials, Gate, Server
+    from brs_autopatch.serve.role import Credentials
+    from brs_autopatch.serve.server import Gate, Server
 
     clock = Clock()
     clock.now = time.time()

@@ -27,7 +27,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from stsclient import StsServer
 
-from brs_autopatch.serve import awsfiles
+from brs_autopatch.serve import awsfiles, awsread, awssource
 
 SRC = "AKIDSOURCE0000000000"
 OTHER = "AKIDOTHER00000000000"
@@ -218,10 +218,10 @@ def test_generated_files_never_resolve_the_source_identity(
 
 def test_precedence_follows_botocore_default_profile_before_profile() -> None:
     # botocore's configprovider reads AWS_DEFAULT_PROFILE first; the first *set* wins.
-    assert awsfiles.selected_profile({"AWS_PROFILE": "a", "AWS_DEFAULT_PROFILE": "b"}) == "b"
-    assert awsfiles.selected_profile({"AWS_PROFILE": "a"}) == "a"
-    assert awsfiles.selected_profile({"AWS_DEFAULT_PROFILE": "", "AWS_PROFILE": "a"}) == "default"
-    assert awsfiles.selected_profile({}) == "default"
+    assert awssource.selected_profile({"AWS_PROFILE": "a", "AWS_DEFAULT_PROFILE": "b"}) == "b"
+    assert awssource.selected_profile({"AWS_PROFILE": "a"}) == "a"
+    assert awssource.selected_profile({"AWS_DEFAULT_PROFILE": "", "AWS_PROFILE": "a"}) == "default"
+    assert awssource.selected_profile({}) == "default"
     from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES as variables
 
     assert variables["profile"][1] == ["AWS_DEFAULT_PROFILE", "AWS_PROFILE"]
@@ -248,7 +248,7 @@ def test_sso_web_identity_and_process_of_the_source_go_everywhere() -> None:
     out = awsfiles.stripped_config(with_process, "src")
     assert "get-keys" not in out
     out = awsfiles.stripped_files(awsfiles.parse_text(config), {}, "default",
-                                  awsfiles.env_material({"AWS_ROLE_ARN": "arn:aws:iam::1:role/w",
+                                  awssource.env_material({"AWS_ROLE_ARN": "arn:aws:iam::1:role/w",
                                                          "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"}))[0]
     assert "role/w\n" not in out  # the source's web identity and role: gone
     assert "role_arn = arn:aws:iam::1:role/w2\nweb_identity_token_file = /t" in out  # another role: stays
@@ -300,7 +300,7 @@ def test_a_malformed_line_is_reported_by_number_never_by_text(tmp_path: Path) ->
     for name, text in cases.items():
         path = tmp_path / name.replace(" ", "-")
         path.write_bytes(text.encode("latin-1") if name == "undecodable" else text.encode())
-        with pytest.raises(awsfiles.AwsFileError) as caught:
+        with pytest.raises(awsread.AwsFileError) as caught:
             awsfiles.program_files({"AWS_SHARED_CREDENTIALS_FILE": str(path)})
         message = str(caught.value)
         assert SECRET not in message and "\n" not in message, name
@@ -313,8 +313,8 @@ def test_a_malformed_line_is_reported_by_number_never_by_text(tmp_path: Path) ->
 def test_a_file_too_large_is_refused_without_reading_it_all(tmp_path: Path) -> None:
     big = tmp_path / "big"
     with open(big, "wb") as handle:
-        handle.truncate(awsfiles.MAX_BYTES + 1)  # sparse: nothing to read but zeros
-    with pytest.raises(awsfiles.AwsFileError, match=r"\(AWS_CONFIG_FILE\) is larger than 4 MiB"):
+        handle.truncate(awsread.MAX_BYTES + 1)  # sparse: nothing to read but zeros
+    with pytest.raises(awsread.AwsFileError, match=r"\(AWS_CONFIG_FILE\) is larger than 4 MiB"):
         awsfiles.program_files({"AWS_CONFIG_FILE": str(big)})
 
 

@@ -2,14 +2,14 @@
 
 Every ``import`` and ``from … import`` inside ``brs_autopatch`` counts, at module level
 or inside a function (a lazy import closes a circle just as well), and so do the names
-``brs_autopatch/__init__.py`` imports by string on first use (``_LAZY``); only the bodies
+a package ``__init__`` imports by string on first use (``_LAZY``); only the bodies
 of ``if TYPE_CHECKING:`` are left out, since they never run. Importing a submodule
 imports its parent packages: that is not an edge.
 
 ``LAYERS`` is the data flow, bottom to top (docs/how-it-works.md draws it): a module
 imports only from its own room or from a lower layer, never back up, and two rooms of
 one layer (``config`` and ``credentials``; ``patch`` and ``session``) never import each
-other. ``KNOWN_CIRCLES`` lists the circles still to open; it may only shrink.
+other; and no circle, however closed.
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ LAYERS: list[tuple[str, ...]] = [
 MAX_ROOT_MODULES = 10
 MAX_LINES = 350
 
-KNOWN_CIRCLES: set[frozenset[str]] = {
-    frozenset({"brs_autopatch.serve.start", "brs_autopatch.serve.server"}),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -177,15 +174,9 @@ def test_the_graph_sees_lazy_imports_and_skips_type_checking_blocks() -> None:
     assert "brs_autopatch.util.importer" in edges["brs_autopatch"]
 
 
-def test_no_new_import_circle() -> None:
-    found = circles(import_graph())
-    new = {tuple(sorted(circle)) for circle in found - KNOWN_CIRCLES}
-    assert not new, f"new import circles: {sorted(new)}"
-
-
-def test_the_known_circles_list_only_shrinks() -> None:
-    gone = KNOWN_CIRCLES - circles(import_graph())
-    assert not gone, f"remove from KNOWN_CIRCLES, they are gone: {sorted(tuple(sorted(c)) for c in gone)}"
+def test_no_import_circle() -> None:
+    found = {tuple(sorted(circle)) for circle in circles(import_graph())}
+    assert not found, f"import circles: {sorted(found)}"
 
 
 def test_no_import_runs_back_up_the_flow_or_across_a_layer() -> None:

@@ -267,6 +267,8 @@ def test_off_imports_no_server_code_and_changes_nothing(run_python: RunPython) -
     for module in (
         "brs_autopatch.serve.inprocess",
         "brs_autopatch.serve.server",
+        "brs_autopatch.serve.role",
+        "brs_autopatch.serve.supervisor",
         "brs_autopatch.serve.start",
         "http.server",
     ):

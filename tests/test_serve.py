@@ -32,18 +32,15 @@ from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, 
 from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
 from test_launcher import ROLE as ROLE_ARN
 
-from brs_autopatch.serve.start import (
-    CREDENTIAL_KEYS,
-    program_environment,
-    stripped_config,
-    stripped_credentials,
-)
+from brs_autopatch.serve.awsfiles import stripped_config, stripped_credentials
+from brs_autopatch.serve.awssource import CREDENTIAL_KEYS
+from brs_autopatch.serve.start import program_environment
 
 if TYPE_CHECKING:
     import threading
 
     from brs_autopatch.credentials.engine import RoleCredentials
-    from brs_autopatch.serve.server import Credentials
+    from brs_autopatch.serve.role import Credentials
 
 SERVE = (*MODULE, "--serve")
 NODE_DIR = REPO_ROOT / ".cache" / "node"
@@ -898,7 +895,7 @@ def _slow_server(now: list[float]) -> tuple[Credentials, float]:
     import threading
 
     from brs_autopatch.config.from_env import from_env
-    from brs_autopatch.serve.server import Credentials
+    from brs_autopatch.serve.role import Credentials
 
     _SLOW.update(calls=0, entered=threading.Event(), release=threading.Event(), clock=lambda: now[0])
     settings = from_env({"BRS_METHOD": "custom", "BRS_CUSTOM_METHOD": "test_serve:slow_sts"})
@@ -1034,3 +1031,21 @@ def test_the_watcher_sees_an_end_and_counts_a_zombie_as_ended(
         assert _state(child.pid) == "Z"
     finally:
         child.wait(10)
+
+
+def test_the_endpoint_answer_reads_back_as_the_server_wrote_it() -> None:
+    # Both ends import brs_autopatch.methods.endpoint: what the server writes, the client
+    # reads back whole; an answer without a required field is no credentials.
+    from brs_autopatch.methods import endpoint
+
+    body = endpoint.answer("AKIA", "secret", "token", 1.7e9, issued_at=1_699_996_400, account_id="1")
+    assert json.loads(json.dumps(body))["Expiration"] == "2023-11-14T22:13:20Z"
+    assert endpoint.metadata(json.loads(json.dumps(body))) == {
+        "access_key": "AKIA", "secret_key": "secret", "token": "token",
+        "expiry_time": "2023-11-14T22:13:20Z", "issued_at": 1_699_996_400.0, "account_id": "1",
+    }
+    for field in endpoint.FIELDS:
+        assert endpoint.metadata({key: value for key, value in body.items() if key != field}) is None
+    held = 1_700_000_000.25
+    assert endpoint.newer_than(endpoint.newer_than_value(held)) == held
+    assert endpoint.newer_than("inf") is None and endpoint.newer_than("soon") is None

@@ -465,7 +465,8 @@ def test_a_later_launch_removes_the_directory_of_a_tree_killed_whole(
 def _in_process_server(role_arn: str, token: str) -> Iterator[int]:
     """The HTTP side alone, in this process, with real credentials (the fake STS)."""
     from brs_autopatch.config.from_env import from_env
-    from brs_autopatch.serve.server import Credentials, Gate, Server
+    from brs_autopatch.serve.role import Credentials
+    from brs_autopatch.serve.server import Gate, Server
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -542,3 +543,32 @@ def test_a_connection_gets_a_deadline_for_its_whole_request_however_it_trickles(
         finally:
             silent.close()
             trickle.close()
+
+
+def test_a_failing_first_assume_role_is_retried_after_a_backoff_not_per_request(
+    aws_env: dict[str, str], sts: StsServer, role_arn: str
+) -> None:
+    # Until the first AssumeRole succeeds every request is refused; they keep coming
+    # meanwhile. STS is asked again only after the backoff (0.5-1 s after the first
+    # failure), and an access denied (permanent elsewhere) is retried on that same
+    # short rule, not after the 30 s cap.
+    from brs_autopatch.config.from_env import from_env
+    from brs_autopatch.serve.role import Credentials, Unavailable
+
+    sts.fault("AssumeRole", "access_denied", count=1)
+    credentials = Credentials(from_env({"BRS_ROLE_ARN": role_arn}))
+    try:
+        for _ in range(20):
+            with pytest.raises(Unavailable, match="AccessDenied"):
+                credentials.build()
+        assert sts.count("sts:AssumeRole") == 1
+        failed = time.monotonic()
+        built = None
+        while built is None and time.monotonic() - failed < 5.0:
+            with contextlib.suppress(Unavailable):
+                built = credentials.build()
+            time.sleep(0.02)
+        assert built is not None, "not retried within 5 s"
+        assert sts.count("sts:AssumeRole") == 2
+    finally:
+        credentials.stop()

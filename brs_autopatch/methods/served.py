@@ -17,6 +17,9 @@ Two fields beyond the container protocol keep the schedule in step:
   waits for the one under way) before answering. Should it still have nothing newer,
   the child backs off like after any failed refresh (its current credentials stay
   in use) instead of asking again on every request.
+
+How both are spelled, with the rest of the wire format the server reads too, is
+:mod:`brs_autopatch.methods.endpoint`'s.
 """
 
 from __future__ import annotations
@@ -31,13 +34,10 @@ from typing import Any
 from dateutil.parser import isoparse
 
 from ..errors import ConfigError
+from . import endpoint
 from .base import Fetch, MethodContext, utc_iso
+from .endpoint import URI_ENV
 
-URI_ENV = "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-TOKEN_FILE_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
-TOKEN_ENV = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
-ISSUED_AT_FIELD = "BrsIssuedAt"
-NEWER_THAN_HEADER = "X-Brs-Newer-Than"
 TIMEOUT_SECONDS = 5.0
 MAX_ANSWER_BYTES = 64 * 1024
 
@@ -61,18 +61,6 @@ class NotNewerYet(RuntimeError):
     """The server has nothing newer than what this process holds yet. Transient."""
 
 
-def read_token(environ: Mapping[str, str]) -> str | None:
-    """The token as the SDKs read it: the file first (re-read each time), then the variable."""
-    path = environ.get(TOKEN_FILE_ENV)
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return handle.read().strip()
-        except OSError:
-            pass  # the variable may still be there
-    return environ.get(TOKEN_ENV) or None
-
-
 def served_method(context: MethodContext) -> Fetch:
     """``BRS_METHOD=served``: GET the credentials from the launch tree's server."""
     uri = os.environ.get(URI_ENV)
@@ -82,12 +70,12 @@ def served_method(context: MethodContext) -> Fetch:
             "(brs-run --serve sets both; use another method outside such a launch tree)"
         )
     def ask(newer_than: float | None) -> Any:
-        token = read_token(os.environ)
+        token = endpoint.read_token(os.environ)
         headers = {"Accept": "application/json"}
         if token:
-            headers["Authorization"] = token
+            headers[endpoint.AUTHORIZATION_HEADER] = token
         if newer_than:
-            headers[NEWER_THAN_HEADER] = repr(newer_than)
+            headers[endpoint.NEWER_THAN_HEADER] = endpoint.newer_than_value(newer_than)
         return _get(uri, headers)
 
     return fetcher(ask, _where(uri))
@@ -147,26 +135,16 @@ def _error_message(error: urllib.error.HTTPError) -> str:
         payload = json.loads(error.read(MAX_ANSWER_BYTES))
     except (ValueError, OSError):
         return ""
-    message = payload.get("Message") if isinstance(payload, dict) else None
-    return f": {message}" if isinstance(message, str) and message else ""
+    message = endpoint.error_message(payload)
+    return f": {message}" if message else ""
 
 
 def _metadata(where: str, answer: Any) -> dict[str, Any]:
     """The container-protocol answer -> credential metadata (with the server's issue time)."""
-    keys = ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")
-    if not isinstance(answer, dict) or not all(isinstance(answer.get(key), str) for key in keys):
+    metadata = endpoint.metadata(answer)
+    if metadata is None:
         raise ServedError(
-            f"the credential server at {where} answered without {', '.join(keys)}", permanent=False
+            f"the credential server at {where} answered without {', '.join(endpoint.FIELDS)}", permanent=False
         )
-    metadata: dict[str, Any] = {
-        "access_key": answer["AccessKeyId"],
-        "secret_key": answer["SecretAccessKey"],
-        "token": answer["Token"],
-        "expiry_time": utc_iso(answer["Expiration"]),
-    }
-    issued = answer.get(ISSUED_AT_FIELD)
-    if isinstance(issued, (int, float)) and not isinstance(issued, bool):
-        metadata["issued_at"] = float(issued)
-    if isinstance(answer.get("AccountId"), str) and answer["AccountId"]:
-        metadata["account_id"] = answer["AccountId"]
+    metadata["expiry_time"] = utc_iso(metadata["expiry_time"])
     return metadata

@@ -34,22 +34,21 @@ import atexit
 import contextlib
 import logging
 import os
-import secrets
 import shutil
-import socket
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 # botocore first: its arrival runs the patch's plan, which imports brs_autopatch.methods;
-# that must not happen half-way through importing server -> served -> methods.
+# that must not happen half-way through importing server -> methods.endpoint -> methods.
 import botocore.session
 
 from ..config import nested, profiles
+from ..methods import endpoint
 from ..patch.installation import Installation
 from . import start as serve
-from .server import POLL_SECONDS, Credentials, Gate, Server, Unavailable
+from .role import Credentials, Unavailable
+from .server import POLL_SECONDS, Gate, Server
 
 if TYPE_CHECKING:
     from ..credentials.engine import RoleCredentials
@@ -109,19 +108,10 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             return None  # already a served child: its server serves this process too
         original = dict(env)
         source = _source(state)
+        workdir, listener = serve.open_endpoint()
         try:
-            workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700
-        except OSError as error:
-            raise serve.ServeError(f"cannot create the token directory: {error.strerror or error}") from None
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            try:
-                listener.bind(("127.0.0.1", 0))
-                listener.listen(128)
-            except OSError as error:
-                raise serve.ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
-            token = secrets.token_hex(32)
-            url = f"http://127.0.0.1:{listener.getsockname()[1]}{serve.PATH}"
+            token = serve.new_token()
+            url = endpoint.url(listener.getsockname()[1])
             # As brs-run --serve tells its tree: which role is served (BRS_PROFILE resolved
             # from the real files), not BRS_ROLE_ARN/BRS_PROFILE, which in the tree mean what
             # a child asks for itself (brs_autopatch.config.nested): a child inheriting this
@@ -135,7 +125,7 @@ def start(state: Installation, environ: Any = None) -> Endpoint | None:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         state.source = source
-        http = Server(listener, Gate(token), Shared(state), serve.PATH)
+        http = Server(listener, Gate(token), Shared(state), endpoint.PATH)
         thread = threading.Thread(
             target=http.serve_forever, args=(POLL_SECONDS,), name="brs-credential-endpoint", daemon=True
         )
@@ -183,7 +173,7 @@ def _source(state: Installation) -> Callable[[], Any]:
 
 
 class Shared(Credentials):
-    """server.Credentials answering from the installation's credentials object."""
+    """role.Credentials answering from the installation's credentials object."""
 
     def __init__(self, state: Installation) -> None:
         super().__init__(state.settings, background=False)

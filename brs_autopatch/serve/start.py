@@ -6,7 +6,7 @@ exec it
 1. makes a 0700 directory holding the 0600 token file and the program's AWS files;
 2. binds the listening socket on 127.0.0.1, a random port (so the port is known
    before anything else starts, and a bind failure stops brs-run with exit 2);
-3. double-forks the server's supervisor (:mod:`brs_autopatch.serve.server`, which forks the
+3. double-forks the server's supervisor (:mod:`brs_autopatch.serve.supervisor`, which forks the
    server and restarts it on the same socket if it dies): the intermediate child
    exits at once and is reaped here, so neither is anybody's child in the
    program's process tree (a program calling ``os.wait()`` never gets them) and
@@ -29,20 +29,16 @@ import select
 import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 
 from ..config.settings import Settings
-from . import awsfiles
-from .awsfiles import CREDENTIAL_KEYS, stripped_config, stripped_credentials
+from ..methods import endpoint
+from . import awsfiles, tokendir
+from .awsread import AwsFileError
 
-__all__ = [
-    "CREDENTIAL_KEYS", "ServeError", "program_environment", "start", "start_if_wanted", "stripped_config",
-    "stripped_credentials",
-]
+__all__ = ["ServeError", "program_environment", "start", "start_if_wanted"]
 
-PATH = "/credentials"  # SDKs want a path in the URI (99designs/aws-vault#1229)
 START_TIMEOUT = 5.0
 # The first AssumeRole: STS timeouts (2 x (5 + 15) s) plus an MFA command's 30 s.
 FIRST_CREDENTIALS_TIMEOUT = 120.0
@@ -61,10 +57,7 @@ SOURCE_VARIABLES = (
     "AWS_ROLE_ARN",  # web identity (EKS IRSA) is asked before the container endpoint
     "AWS_ROLE_SESSION_NAME",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",  # wins over FULL_URI in most SDKs
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    *endpoint.VARIABLES,  # another endpoint's (the relative URI wins over ours in most SDKs)
 )
 # BRS_* the children do not need once the server assumes the role: secrets stay out
 # of the program's environment, the cache and MFA belong to the server.
@@ -96,7 +89,7 @@ def program_environment(
     (:mod:`brs_autopatch.serve.awsfiles`): the config file's ``[default]`` holds the
     non-credential settings, region included, of the profile botocore would have used.
     Named profiles with other identities stay: a program can still be explicit about
-    another identity. Raises :class:`~brs_autopatch.serve.awsfiles.AwsFileError` (one line)
+    another identity. Raises :class:`~brs_autopatch.serve.awsread.AwsFileError` (one line)
     for an AWS file that does not parse or is too large.
     """
     child = {name: value for name, value in env.items() if name not in SOURCE_VARIABLES}
@@ -105,9 +98,9 @@ def program_environment(
     config, credentials = awsfiles.program_files(env, workdir)
     child["AWS_CONFIG_FILE"] = _write(workdir, "config", config)
     child["AWS_SHARED_CREDENTIALS_FILE"] = _write(workdir, "credentials", credentials)
-    child["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = url
-    child["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = _write(workdir, "token", token)
-    child["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = token  # SDKs that read no token file
+    child[endpoint.URI_ENV] = url
+    child[endpoint.TOKEN_FILE_ENV] = _write(workdir, "token", token)
+    child[endpoint.TOKEN_ENV] = token  # SDKs that read no token file
     child["BRS_METHOD"] = "served"
     child["BRS_DEFER_REFRESH"] = "true"  # a child refreshes at its window, after the server
     return child
@@ -137,22 +130,13 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
 
     if serves(settings):
         return dict(env)
+    workdir, listener = open_endpoint()
     try:
-        workdir = tempfile.mkdtemp(prefix="brs-serve-")  # 0700
-    except OSError as error:
-        raise ServeError(f"cannot create the token directory: {error.strerror or error}") from None
-    try:
-        try:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(128)
-        except OSError as error:
-            raise ServeError(f"cannot listen on 127.0.0.1: {error.strerror or error}") from None
-        token = secrets.token_hex(32)  # 256 bits
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}{PATH}"
+        token = new_token()
+        url = endpoint.url(listener.getsockname()[1])
         try:
             child_env = program_environment(env, url, token, workdir)
-        except awsfiles.AwsFileError as error:
+        except AwsFileError as error:
             raise ServeError(str(error)) from None
         try:
             _spawn(listener, env, settings, token, workdir)
@@ -162,6 +146,30 @@ def start(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return child_env
+
+
+def open_endpoint() -> tuple[str, socket.socket]:
+    """An endpoint's token directory (:mod:`brs_autopatch.serve.tokendir`) and listening
+    socket (127.0.0.1, a random port). Raises :class:`ServeError` (one line) when either
+    cannot be had, leaving nothing behind."""
+    try:
+        workdir = tokendir.make()
+    except OSError as error:
+        raise ServeError(f"cannot create the token directory: {error.strerror or error}") from None
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((endpoint.HOST, 0))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServeError(f"cannot listen on {endpoint.HOST}: {error.strerror or error}") from None
+    return workdir, listener
+
+
+def new_token() -> str:
+    """A new endpoint token: 256 bits, hex (what the SDKs send back as the header)."""
+    return secrets.token_hex(32)
 
 
 def _spawn(
@@ -182,7 +190,7 @@ def _spawn(
             os.setsid()  # no terminal signals; the server ends with the program instead
             if os.fork() == 0:
                 try:
-                    from .server import run
+                    from .supervisor import run
 
                     code = run(
                         listener, status_write, program=program, env=dict(env), settings=settings,
