@@ -1,4 +1,5 @@
-"""The test suite's own layout: one home for each fixture and helper.
+"""The test suite's own layout (tests/README.md): folders that mirror the package, one
+home for each fixture and helper.
 
 Shared fixtures live in conftest.py, plain helpers in the helper modules beside it
 (stsclient.py, launching.py, engine_helpers.py, ...). A test module that imports
@@ -14,6 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+PACKAGE = TESTS.parent / "brs_autopatch"
+# Folders under tests/ that are not a subpackage's: the engine tests (a marker of their
+# own, run by scripts/test-engines) and the programs they start.
+NOT_A_SUBPACKAGE = {"engines", "engines/engine_apps"}
 
 
 def _sources() -> dict[Path, ast.Module]:
@@ -82,6 +87,30 @@ def test_no_fixture_is_defined_twice() -> None:
             homes[name].append(f"{path.relative_to(TESTS)}:{line}")
     twice = {name: places for name, places in homes.items() if len(places) > 1}
     assert twice == {}, f"define each fixture once (conftest.py if it is shared): {twice}"
+
+
+def _folders(root: Path) -> set[str]:
+    return {
+        str(path.relative_to(root)) for path in root.rglob("*")
+        if path.is_dir() and "__pycache__" not in path.parts and not path.name.startswith(".")
+    }
+
+
+def test_each_folder_names_a_subpackage() -> None:
+    subpackages = _folders(PACKAGE)
+    assert {"config", "credentials", "serve"} <= subpackages  # the check sees the package
+    strays = _folders(TESTS) - subpackages - NOT_A_SUBPACKAGE
+    assert strays == set(), f"tests/ folders mirror brs_autopatch/ (tests/README.md): {sorted(strays)}"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # No __init__.py under tests/: pytest imports each test module by its basename
+    # (prepend mode), so two test_x.py in different folders would collide.
+    seen: dict[str, list[str]] = defaultdict(list)
+    for path in TESTS.rglob("*.py"):
+        seen[path.name].append(str(path.relative_to(TESTS)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+    assert not list(TESTS.rglob("__init__.py"))
 
 
 def test_the_checks_see_what_they_look_for() -> None:

@@ -117,7 +117,7 @@ def test_user_sitecustomize_in_site_packages_runs_once(
         assert _program_runs(log) == [out[0].split(" ", 1)[1]]
     else:
         # A Debian/Ubuntu interpreter: its own sitecustomize shadows the one in site-packages,
-        # with brs-run as without (sitecustomize_example/README.md; tests/test_pth.py has the
+        # with brs-run as without (sitecustomize_example/README.md; tests/launch/test_pth.py has the
         # way in that works there). brs-run runs what Python would have run.
         assert out[0] == f"False {native}"
         assert not log.exists() or _program_runs(log) == []
