@@ -16,10 +16,11 @@ launch       function: ``launch(cmd, env=, cwd=, timeout=)`` -> ``launching.Resu
              program started from ``base_env`` in its own process group
 node         session: the node binary, @aws-sdk/client-sts installed (else skip)
 
-Every fixture of the suite that more than one test module uses is defined here, once;
-plain helpers live in modules beside it (stsclient.py, launching.py, engine_helpers.py,
+Every fixture that more than one test module uses is defined here, once (the engine
+tests' own are in engines/engine_fixtures.py, a plugin those modules load); plain
+helpers live in modules beside it (stsclient.py, launching.py, engine_helpers.py,
 doc_blocks.py). Test modules import those, never conftest or one another
-(tests/test_layout.py checks both).
+(tests/test_layout.py checks both; tests/README.md says which folder a test goes in).
 """
 
 from __future__ import annotations
