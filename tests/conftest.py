@@ -9,12 +9,25 @@ aws_env      function: isolated AWS env vars (monkeypatched), returns the dict
 role_arn     function: ``arn:aws:iam::123456789012:role/brs-test-role``
 run_python   function: run code/a script in a fresh interpreter with an
              isolated env; returns ``CompletedProcess[str]``
+base_env     function: the environment a user launches with (``launching.make_base_env``:
+             ``aws_env``, a role and session set, this venv first on PATH); with the
+             ``node`` fixture, also node's (``launching.NODE_ENV``)
+launch       function: ``launch(cmd, env=, cwd=, timeout=)`` -> ``launching.Result``, a
+             program started from ``base_env`` in its own process group
+node         session: the node binary, @aws-sdk/client-sts installed (else skip)
+
+Every fixture that more than one test module uses is defined here, once (the engine
+tests' own are in engines/engine_fixtures.py, a plugin those modules load); plain
+helpers live in modules beside it (stsclient.py, launching.py, engine_helpers.py,
+doc_blocks.py). Test modules import those, never conftest or one another
+(tests/test_layout.py checks both; tests/README.md says which folder a test goes in).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,10 +42,13 @@ _TESTS_DIR = Path(__file__).resolve().parent
 if str(_TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(_TESTS_DIR))
 
+# The helper modules' asserts explain themselves as the tests' own do (registered before
+# anything imports them).
+pytest.register_assert_rewrite("doc_blocks", "engine_helpers", "launching")
+
+from launching import NODE_ENV, Launch, make_base_env, make_launch  # noqa: E402
 from stsclient import (  # noqa: E402
-    DEFAULT_ACCOUNT_ID,
-    FAKE_SOURCE_ACCESS_KEY_ID,
-    FAKE_SOURCE_SECRET_ACCESS_KEY,
+    REPO_ROOT,
     RunPython,
     StsServer,
     child_env,
@@ -40,17 +56,6 @@ from stsclient import (  # noqa: E402
     make_role_arn,
     start_server,
 )
-
-REPO_ROOT = _TESTS_DIR.parent
-
-# Re-exported for tests that import them from here (stsclient is their home).
-__all__ = [
-    "DEFAULT_ACCOUNT_ID",
-    "FAKE_SOURCE_ACCESS_KEY_ID",
-    "FAKE_SOURCE_SECRET_ACCESS_KEY",
-    "REPO_ROOT",
-    "RunPython",
-]
 
 # Session-wide safety net, applied at import time (before any test or fixture
 # runs): no test may ever read the developer's ~/.aws or reach the instance
@@ -178,6 +183,40 @@ def run_python(aws_env: dict[str, str], tmp_path: Path) -> RunPython:
         return result
 
     return run
+
+
+@pytest.fixture
+def base_env(aws_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment a user launches with (see ``launching.make_base_env``).
+
+    A test that asks for ``node`` runs the JavaScript SDK under the launcher, so its
+    children also get ``NODE_ENV`` (where scripts/node-deps put the SDK).
+    """
+    env = make_base_env(aws_env, tmp_path)
+    if "node" in request.fixturenames:
+        env.update(NODE_ENV)
+    return env
+
+
+@pytest.fixture
+def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
+    """Start a program from ``base_env`` (see ``launching.make_launch``)."""
+    return make_launch(base_env, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """node with @aws-sdk/client-sts as locks/node/ pins it (scripts/node-deps: npm ci into
+    .cache/node, once, under a lock)."""
+    binary = shutil.which("node")
+    npm = shutil.which("npm")
+    if binary is None or npm is None:
+        pytest.skip("node/npm is not installed: the AWS SDK for JavaScript v3 test needs it")
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "node-deps")], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, f"scripts/node-deps failed:\n{result.stdout}\n{result.stderr}"
+    return binary
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

@@ -3,7 +3,8 @@
 moto stamps ``Expiration = real now + DurationSeconds``. To simulate hours, the
 credentials get a clock ``real time + offset`` and every answer from STS is shifted
 by the same offset, as if STS ran on the simulated clock. The AssumeRole calls are
-real and counted at the server.
+real and counted at the server. ``Timeline`` goes the other way: the server follows
+the clock (its duration override), so nothing STS returns is edited.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dateutil.parser import isoparse
+from stsclient import StsServer
 
 from brs_autopatch import build as factory
 from brs_autopatch.config.settings import Settings
@@ -37,6 +39,44 @@ class SimClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self.offset += seconds
+
+
+# The MFA device of the tests that send one (BRS_MFA_SERIAL, SerialNumber).
+SERIAL = "arn:aws:iam::123456789012:mfa/alice"
+
+
+class Timeline:
+    """A clock for RoleCredentials that the local STS follows.
+
+    moto stamps ``Expiration = real now + DurationSeconds``. This clock is real time
+    plus an offset that only grows; every jump also sets the server's duration
+    override to ``offset + lifetime``, so each credential STS issues lasts ``lifetime``
+    seconds *on this clock*. Issue time, expiry and the refresh windows chosen from
+    them stay what they would be on a real timeline; nothing returned by STS is edited.
+    """
+
+    def __init__(self, sts: StsServer, lifetime: int = 900) -> None:
+        self.sts = sts
+        self.lifetime = lifetime
+        self.offset = 0.0
+        sts.set_duration_override(lifetime)
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def jump_to(self, when: float) -> None:
+        offset = when - time.time()
+        assert offset >= self.offset, "the timeline only moves forward"
+        self.offset = offset
+        self.sts.set_duration_override(round(offset) + self.lifetime)
+
+    def jump(self, seconds: float) -> None:
+        self.jump_to(self() + seconds)
+
+    def into_advisory_window(self, creds: RoleCredentials) -> None:
+        """Jump to the middle of ``creds``' advisory window (past it: no mandatory refresh)."""
+        advisory, mandatory = creds.windows
+        self.jump_to(creds.expiry_time.timestamp() - (advisory + mandatory) / 2)
 
 
 def simulated(settings: Settings, clock: SimClock) -> RoleCredentials:

@@ -34,7 +34,9 @@ __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "FAKE_SOURCE_ACCESS_KEY_ID",
     "FAKE_SOURCE_SECRET_ACCESS_KEY",
+    "REPO_ROOT",
     "SERVER_SCRIPT",
+    "TESTS_DIR",
     "RunPython",
     "StsServer",
     "StsServerError",
@@ -44,6 +46,10 @@ __all__ = [
 ]
 
 SERVER_SCRIPT: Final = Path(__file__).resolve().with_name("sts_server.py")
+# tests/ (the helper modules) and the checkout it belongs to, wherever a test module sits
+# below it: children get them on PYTHONPATH.
+TESTS_DIR: Final = SERVER_SCRIPT.parent
+REPO_ROOT: Final = TESTS_DIR.parent
 
 # Obviously fake "long-term" source credentials. The fake server accepts any
 # signature; these only need to be recognisable in recorded calls.

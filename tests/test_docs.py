@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, RunPython
 from doc_blocks import fenced
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env, child_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython, StsServer, child_base_env, child_env
 
 BIN = Path(sys.executable).parent  # brs-run and the AWS CLI v1 of the test venv
 

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+from stsclient import REPO_ROOT
 
 # tomllib is Python >= 3.11 (mypy checks as 3.10; no 3.10 runs the suite).
 tomllib = pytest.importorskip("tomllib")

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from stsclient import REPO_ROOT
 
 from brs_autopatch import __version__
 

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, RunPython
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stsclient import DEFAULT_ACCOUNT_ID, StsServer
-from test_launcher import MODULE, ROLE, SESSION, Launch, make_base_env, make_launch
+from launching import MODULE, ROLE, SESSION, Launch
+from stsclient import DEFAULT_ACCOUNT_ID, REPO_ROOT, RunPython, StsServer
 
 from brs_autopatch import ConfigError, plan
 from brs_autopatch.config import client_config as config_values
@@ -386,11 +385,6 @@ def _config_error_line(stderr: str) -> str:
 def _no_frame_inside_botocore(stderr: str) -> None:
     frames = [line for line in stderr.splitlines() if line.strip().startswith("File ")]
     assert not [f for f in frames if f"{os.sep}botocore{os.sep}" in f], stderr
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize("case", BAD, ids=IDS)

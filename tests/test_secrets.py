@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from botocore.parsers import ResponseParserError
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from launching import MODULE, ROLE, Launch
 from stsclient import RunPython, StsServer
-from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
 
 from brs_autopatch.config.from_env import from_env
 from brs_autopatch.credentials import failures
@@ -144,11 +144,6 @@ def test_issued_credentials_are_masked_in_any_record_without_log_settings(
 
 
 # -- brs-run --check ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize("mode", MANGLING)

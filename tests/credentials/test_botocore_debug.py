@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import RunPython
-from stsclient import StsServer
+from stsclient import RunPython, StsServer
 
 PROGRAM = """
 import io, logging, sys

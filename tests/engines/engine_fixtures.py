@@ -1,4 +1,4 @@
-"""Running real engines (Dask, Ray, Celery, gunicorn, uWSGI) in tests/test_engines_*.py.
+"""Running real engines (Dask, Ray, Celery, gunicorn, uWSGI) in tests/engines/test_engines_*.py.
 
 Loaded by those modules with ``pytest_plugins = ("engine_fixtures",)``.
 
@@ -7,7 +7,7 @@ Fixtures
 engine_env   function: the environment of an engine process, built from scratch like
              ``run_python``'s: fake source credentials pointed at the local STS,
              HOME = empty temp dir, this venv's bin first on PATH (``brs-run``,
-             ``dask``, ``celery``...), tests/engine_apps on PYTHONPATH, BRS_ROLE_ARN.
+             ``dask``, ``celery``...), tests/engines/engine_apps on PYTHONPATH, BRS_ROLE_ARN.
 engines      function: ``start(cmd, env, name=)`` -> ``Engine`` (a long-running
              process in its own process group; each group is killed at teardown).
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_helpers import SERIAL, Timeline
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
 
 from brs_autopatch import ConfigError, CredentialRefreshError, RefreshableSession
@@ -31,43 +32,8 @@ from brs_autopatch.credentials.engine import RoleCredentials
 from brs_autopatch.credentials.mfa import MfaError, OneUse, command_provider
 
 ROLE = make_role_arn("mfa-role")
-SERIAL = "arn:aws:iam::123456789012:mfa/alice"
 SESSION = "mfa-test"
 CALLS_BETWEEN_REFRESHES = 5
-
-
-class Timeline:
-    """A clock for RoleCredentials that the local STS follows.
-
-    moto stamps ``Expiration = real now + DurationSeconds``. This clock is real time
-    plus an offset that only grows; every jump also sets the server's duration
-    override to ``offset + lifetime``, so each credential STS issues lasts ``lifetime``
-    seconds *on this clock*. Issue time, expiry and the refresh windows chosen from
-    them stay what they would be on a real timeline; nothing returned by STS is edited.
-    """
-
-    def __init__(self, sts: StsServer, lifetime: int = 900) -> None:
-        self.sts = sts
-        self.lifetime = lifetime
-        self.offset = 0.0
-        sts.set_duration_override(lifetime)
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def jump_to(self, when: float) -> None:
-        offset = when - time.time()
-        assert offset >= self.offset, "the timeline only moves forward"
-        self.offset = offset
-        self.sts.set_duration_override(round(offset) + self.lifetime)
-
-    def jump(self, seconds: float) -> None:
-        self.jump_to(self() + seconds)
-
-    def into_advisory_window(self, creds: RoleCredentials) -> None:
-        """Jump to the middle of ``creds``' advisory window (past it: no mandatory refresh)."""
-        advisory, mandatory = creds.windows
-        self.jump_to(creds.expiry_time.timestamp() - (advisory + mandatory) / 2)
 
 
 def write_token_command(tmp_path: Path, body: str = "") -> tuple[str, Path]:

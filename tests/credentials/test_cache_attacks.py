@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython
-from stsclient import StsServer, child_base_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython, StsServer, child_base_env
 
 from brs_autopatch.credentials.cache import FileCache
 

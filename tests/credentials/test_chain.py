@@ -13,9 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
-from test_mfa import SERIAL, Timeline
+from engine_helpers import SERIAL, Timeline
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, RunPython, StsServer, make_role_arn
 
 from brs_autopatch import ConfigError
 from brs_autopatch import build as factory

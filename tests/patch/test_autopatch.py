@@ -12,8 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython, StsServer, child_env
 
 ROLE = "arn:aws:iam::123456789012:role/patched"
 ROLE_IDENTITY = "arn:aws:sts::123456789012:assumed-role/patched/"

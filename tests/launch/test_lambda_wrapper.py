@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from conftest import REPO_ROOT
 from doc_blocks import fenced
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
-from test_launcher import ASSUMED, Launch, make_base_env, make_launch, write
+from launching import ASSUMED, Launch, write
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, StsServer
 
 HANDLER = """\
 import boto3
@@ -27,11 +25,6 @@ import json, sys
 import handler
 print(json.dumps({"result": handler.handler({}, None)}))
 """
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 def wrapper_recipe(doc: Path) -> str:

@@ -7,15 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from launching import ASSUMED, BRS_RUN, MODULE, ROLE, SESSION, Launch, write
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
-from test_launcher import ASSUMED, BRS_RUN, MODULE, ROLE, SESSION, Launch, make_base_env, make_launch, write
 
 CREDENTIAL_PROCESS = (*MODULE, "--credential-process")
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 def test_prints_version_1_json_for_the_role(launch: Launch, sts: StsServer) -> None:

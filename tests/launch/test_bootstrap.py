@@ -10,44 +10,18 @@ from __future__ import annotations
 import ast
 import multiprocessing
 import os
-import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
-from test_launcher import (
-    ASSUMED,
-    MODULE,
-    Launch,
-    make_base_env,
-    make_launch,
-    run_command,
-    write,
-)
+from launching import ASSUMED, MODULE, USER_SITE, Launch, make_venv, native_sitecustomize, run_command, write
+from stsclient import REPO_ROOT
 
 from brs_autopatch.config.fingerprint import BOOTSTRAP_ENV
 from brs_autopatch.launch import main as launcher
 from brs_autopatch.launch.main import BOOTSTRAP_DIR, bootstrap_value
 
 BOOTSTRAP_FILE = os.path.join(BOOTSTRAP_DIR, "sitecustomize.py")
-
-# A user's own sitecustomize, steered by variables so one file serves every test. Its
-# log says which interpreter ran it: the program (BRS_BOOTSTRAP set) or the launcher
-# itself, a Python process too, which runs the same site-packages / PYTHONPATH start-up.
-USER_SITE = """\
-import os
-if os.environ.get("USER_SITE_LOG"):
-    who = "program" if "BRS_BOOTSTRAP" in os.environ else "launcher"
-    with open(os.environ["USER_SITE_LOG"], "a") as log:
-        log.write(who + " " + __file__ + "\\n")
-if os.environ.get("USER_SITE_SESSION"):
-    os.environ["BRS_ROLE_SESSION_NAME"] = os.environ["USER_SITE_SESSION"]
-if os.environ.get("USER_SITE_RAISE"):
-    raise RuntimeError(os.environ["USER_SITE_RAISE"])
-USER_SITE_RAN = True
-"""
 
 # Which sitecustomize is sys.modules["sitecustomize"], is botocore patched as it is
 # imported, and (with an argument) who does STS say we are.
@@ -61,16 +35,6 @@ if sys.argv[1:] == ["identity"]:
     import boto3
     print(boto3.client("sts").get_caller_identity()["Arn"])
 """
-
-
-@pytest.fixture
-def base_env(aws_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return make_base_env(aws_env, tmp_path)
-
-
-@pytest.fixture
-def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(base_env, tmp_path)
 
 
 @pytest.fixture
@@ -97,22 +61,6 @@ def other_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def make_venv(base: Path | str, root: Path) -> Path:
-    """A venv from ``base`` that sees this venv's packages (boto3, brs_autopatch) and has a
-    user sitecustomize in its site-packages. Returns its python."""
-    subprocess.run([base, "-m", "venv", "--without-pip", str(root)],
-                   check=True, capture_output=True, timeout=120)
-    python = root / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()
-    ours = sysconfig.get_path("purelib")
-    write(Path(site) / "brs-test-deps.pth", f"import site; site.addsitedir({ours!r})\n")
-    write(Path(site) / "sitecustomize.py", USER_SITE)
-    return python
-
-
 def _lines(text: str) -> list[str]:
     return text.splitlines()
 
@@ -120,27 +68,6 @@ def _lines(text: str) -> list[str]:
 def _program_runs(log: Path) -> list[str]:
     """The sitecustomize files the program's interpreter ran, in order."""
     return [line.split(" ", 1)[1] for line in _lines(log.read_text()) if line.startswith("program ")]
-
-
-_NATIVE: dict[str, str | None] = {}
-
-
-def native_sitecustomize(python: str | os.PathLike[str]) -> str | None:
-    """The sitecustomize ``python`` runs without brs-run (no PYTHONPATH), or None.
-
-    Debian's and Ubuntu's interpreters (and venvs made from them) have one of their own,
-    /usr/lib/python3.X/sitecustomize.py, ahead of site-packages; python.org, pyenv and
-    Docker ``python:*`` builds have none. The bootstrap runs that one, as Python would.
-    """
-    key = os.fspath(python)
-    if key not in _NATIVE:
-        code = "import sys, sitecustomize; print(getattr(sitecustomize, '__file__', None))"
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(("PYTHON", "BRS_", "USER_SITE_"))}
-        result = subprocess.run([key, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-        found = result.stdout.strip() if result.returncode == 0 else "None"
-        _NATIVE[key] = None if found == "None" else found
-    return _NATIVE[key]
 
 
 def without_user_site(python: str | os.PathLike[str] = sys.executable) -> str:
@@ -190,7 +117,7 @@ def test_user_sitecustomize_in_site_packages_runs_once(
         assert _program_runs(log) == [out[0].split(" ", 1)[1]]
     else:
         # A Debian/Ubuntu interpreter: its own sitecustomize shadows the one in site-packages,
-        # with brs-run as without (sitecustomize_example/README.md; tests/test_pth.py has the
+        # with brs-run as without (sitecustomize_example/README.md; tests/launch/test_pth.py has the
         # way in that works there). brs-run runs what Python would have run.
         assert out[0] == f"False {native}"
         assert not log.exists() or _program_runs(log) == []

@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer, make_role_arn
+from stsclient import (
+    FAKE_SOURCE_ACCESS_KEY_ID,
+    FAKE_SOURCE_SECRET_ACCESS_KEY,
+    RunPython,
+    StsServer,
+    make_role_arn,
+)
 
 ROLE = make_role_arn("native-role")
 SESSION = "native"

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -24,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from launching import ASSUMED, BRS_RUN, JS_CLIENT, MODULE, Launch, write
+from launching import ROLE as ROLE_ARN
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
-from test_launcher import ASSUMED, BRS_RUN, MODULE, Launch, make_base_env, make_launch, write
-from test_launcher import ROLE as ROLE_ARN
 
 from brs_autopatch.serve.awsfiles import stripped_config, stripped_credentials
 from brs_autopatch.serve.awssource import CREDENTIAL_KEYS
@@ -43,22 +41,9 @@ if TYPE_CHECKING:
     from brs_autopatch.serve.role import Credentials
 
 SERVE = (*MODULE, "--serve")
-NODE_DIR = REPO_ROOT / ".cache" / "node"
 BUCKET = "brs-serve-bucket"
 
 IDENTITY = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
-JS_CLIENT = """
-const { STSClient, GetCallerIdentityCommand } = require("@aws-sdk/client-sts");
-const n = parseInt(process.argv[2] || "1"), gap = parseFloat(process.argv[3] || "0");
-(async () => {
-  const client = new STSClient({ region: process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION });
-  for (let i = 0; i < n; i++) {
-    const answer = await client.send(new GetCallerIdentityCommand({}));
-    console.log(answer.Arn);
-    if (gap) await new Promise((done) => setTimeout(done, gap * 1000));
-  }
-})().catch((error) => { console.error(String(error)); process.exit(1); });
-"""
 PYARROW_CLIENT = f"""
 import os, sys, time
 from pyarrow import fs
@@ -75,34 +60,6 @@ for _ in range(int(sys.argv[1])):
     print(client.get_caller_identity()["Arn"], flush=True)
     time.sleep(float(sys.argv[2]))
 """
-
-
-@pytest.fixture
-def base_env(aws_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    env = make_base_env(aws_env, tmp_path)
-    env["NODE_PATH"] = str(NODE_DIR / "node_modules")
-    env["NODE_NO_WARNINGS"] = "1"  # the SDK's "node >= 22 soon" notice
-    return env
-
-
-@pytest.fixture
-def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(base_env, tmp_path)
-
-
-@pytest.fixture(scope="session")
-def node() -> str:
-    """node with @aws-sdk/client-sts as locks/node/ pins it (scripts/node-deps: npm ci into
-    .cache/node, once, under a lock)."""
-    binary = shutil.which("node")
-    npm = shutil.which("npm")
-    if binary is None or npm is None:
-        pytest.skip("node/npm is not installed: the AWS SDK for JavaScript v3 test needs it")
-    result = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "node-deps")], capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, f"scripts/node-deps failed:\n{result.stdout}\n{result.stderr}"
-    return binary
 
 
 def pyarrow_available() -> bool:

@@ -25,10 +25,9 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import REPO_ROOT
+from engine_helpers import SERIAL, Timeline
+from launching import Result, app_env, run_command
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_base_env, make_role_arn
-from test_launcher import Result, run_command
-from test_mfa import SERIAL, Timeline
 
 from brs_autopatch import ConfigError, CredentialRefreshError, methods
 from brs_autopatch import build as factory
@@ -64,16 +63,6 @@ def role_client(creds: RoleCredentials) -> Any:
 
 
 # -- running things in fresh interpreters --------------------------------------------------
-
-
-def base_env(aws_env: Mapping[str, str], tmp_path: Path, *pythonpath: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env = child_base_env()
-    env.update(aws_env)
-    env["HOME"] = str(home)
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*pythonpath, REPO_ROOT))
-    return env
 
 
 def run_app(
@@ -119,7 +108,7 @@ def test_unknown_method_lists_the_available_ones(aws_env: dict[str, str]) -> Non
 def test_unknown_method_under_import_fails_with_the_config_error(
     aws_env: dict[str, str], tmp_path: Path, sts: StsServer
 ) -> None:
-    env = {**base_env(aws_env, tmp_path), "BRS_METHOD": "no-such-method"}
+    env = {**app_env(aws_env, tmp_path), "BRS_METHOD": "no-such-method"}
     result = run_app("import", env, tmp_path)
     assert result.returncode == 1
     assert "ConfigError: BRS_METHOD='no-such-method' is not valid: expected one of" in result.stderr
@@ -209,7 +198,7 @@ def test_web_identity_on_an_unmodified_app(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("k8s-projected-token")
-    env = {**base_env(aws_env, tmp_path), **web_identity_env(token)}
+    env = {**app_env(aws_env, tmp_path), **web_identity_env(token)}
     # In a pod there are no source credentials at all.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(name)
@@ -368,7 +357,7 @@ def test_custom_on_an_unmodified_app(
 ) -> None:
     how, defer = how_defer
     env = {
-        **base_env(aws_env, tmp_path, custom_module),
+        **app_env(aws_env, tmp_path, custom_module),
         "BRS_METHOD": "custom",
         "BRS_CUSTOM_METHOD": "brs_test_custom:assume",
         "BRS_DEFER_REFRESH": defer,
@@ -396,7 +385,7 @@ def test_default_session_made_by_the_custom_callable_still_gets_the_role(
     )
     (tmp_path / "explicit.py").write_text(app)
     env = {
-        **base_env(aws_env, tmp_path, custom_module),
+        **app_env(aws_env, tmp_path, custom_module),
         "BRS_METHOD": "custom",
         "BRS_CUSTOM_METHOD": "brs_test_custom:assume",
         "BRS_DEFER_REFRESH": "false",
@@ -410,7 +399,7 @@ def test_custom_without_source_credentials_fails_clearly_instead_of_hanging(
     sts: StsServer, aws_env: dict[str, str], tmp_path: Path, custom_module: Path
 ) -> None:
     env = {
-        **base_env(aws_env, tmp_path, custom_module),
+        **app_env(aws_env, tmp_path, custom_module),
         "BRS_METHOD": "custom",
         "BRS_CUSTOM_METHOD": "brs_test_custom:assume",
     }
@@ -526,7 +515,7 @@ def test_plugin_is_discovered_in_its_venv_only(
     plugin_python: str, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     code = "import json; from brs_autopatch import methods; print(json.dumps(methods.available()))"
-    result = in_plugin_venv(plugin_python, code, base_env(aws_env, tmp_path), tmp_path)
+    result = in_plugin_venv(plugin_python, code, app_env(aws_env, tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["demo"] == "brs_plugin_demo:method"
@@ -538,7 +527,7 @@ def test_plugin_is_discovered_in_its_venv_only(
 def test_plugin_is_used_for_an_unmodified_app(
     plugin_python: str, sts: StsServer, aws_env: dict[str, str], tmp_path: Path, how: str
 ) -> None:
-    env = {**base_env(aws_env, tmp_path), "BRS_METHOD": "demo"}
+    env = {**app_env(aws_env, tmp_path), "BRS_METHOD": "demo"}
     result = run_app(how, env, tmp_path, python=plugin_python)
     assert arns(result) == [f"{ACCOUNT}:assumed-role/plugin-role/plugin"] * 3
     (call,) = sts.calls("sts:AssumeRole")
@@ -549,7 +538,7 @@ def test_plugin_with_a_role_on_top(
     plugin_python: str, sts: StsServer, aws_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {
-        **base_env(aws_env, tmp_path),
+        **app_env(aws_env, tmp_path),
         "BRS_METHOD": "demo",
         "BRS_ROLE_ARN": ROLE,
         "BRS_ROLE_SESSION_NAME": "top",
@@ -574,7 +563,7 @@ PLUGIN_ERRORS = {
 def test_plugin_errors_name_the_method(
     plugin_python: str, sts: StsServer, aws_env: dict[str, str], tmp_path: Path, method: str
 ) -> None:
-    env = {**base_env(aws_env, tmp_path), "BRS_METHOD": method}
+    env = {**app_env(aws_env, tmp_path), "BRS_METHOD": method}
     result = run_app("import", env, tmp_path, python=plugin_python)
     assert result.returncode == 1 and PLUGIN_ERRORS[method] in result.stderr
     assert sts.count("AssumeRole") == 0

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, RunPython
 from dateutil.parser import isoparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stsclient import StsServer, child_base_env
+from stsclient import REPO_ROOT, RunPython, StsServer, child_base_env
 
 from brs_autopatch.credentials.answers import normalize as _normalize
 from brs_autopatch.credentials.cache import FileCache, check_directory, valid_entry

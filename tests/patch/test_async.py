@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunPython
 from hypothesis import given
 from hypothesis import strategies as st
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, RunPython, StsServer, make_role_arn
 
 from brs_autopatch.launch import check
 

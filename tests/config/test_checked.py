@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from launching import MODULE, SESSION, Launch
 from stsclient import DEFAULT_ACCOUNT_ID
-from test_launcher import MODULE, SESSION, Launch, make_base_env, make_launch
 
 from brs_autopatch.config import fingerprint as checked
 from brs_autopatch.config.from_env import from_env
@@ -32,11 +32,6 @@ print("identity", boto3.client("sts").get_caller_identity()["Arn"])
 print("session", *ours())
 """
 PLANNING = {"plan", "methods", "build"}
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 def _launched(env: dict[str, str]) -> dict[str, str]:

@@ -14,10 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
-from test_launcher import Result, run_command
-from test_methods import base_env
+from launching import Result, app_env, run_command
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, RunPython, StsServer, make_role_arn
 
 ROLE = make_role_arn("botocore-role")
 SESSION = "botocore-only"
@@ -154,7 +152,7 @@ def test_botocore_only_script_under_the_launcher(
         "print(botocore.session.get_session().create_client('sts').get_caller_identity()['Arn'])\n"
         "assert 'boto3' not in sys.modules\n"
     )
-    env = {**base_env(aws_env, tmp_path), **ENV}
+    env = {**app_env(aws_env, tmp_path), **ENV}
     result = run_command([sys.executable, "-m", "brs_autopatch", sys.executable, script], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ASSUMED
@@ -177,7 +175,7 @@ def cli_env(aws_env: dict[str, str], tmp_path: Path, credentials_file: Path) -> 
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text("import brs_autopatch\n")
-    return {**base_env(aws_env, tmp_path, site), **ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file)}
+    return {**app_env(aws_env, tmp_path, site), **ENV, "AWS_SHARED_CREDENTIALS_FILE": str(credentials_file)}
 
 
 @pytest.mark.parametrize("how", ["sitecustomize", "launcher"])

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 from engine_helpers import figure
-from stsclient import RunPython, StsServer, make_role_arn
+from stsclient import TESTS_DIR, RunPython, StsServer, make_role_arn
 
 ROLE = make_role_arn("floods")
-TESTS_DIR = Path(__file__).resolve().parent
 
 OUTAGE = f"""
 import json, logging, sys, time

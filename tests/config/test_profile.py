@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer, child_env
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, RunPython, StsServer, child_env
 
 SOURCE_KEY = "AKIDPROFILESOURCE000"
 CONFIG = f"""

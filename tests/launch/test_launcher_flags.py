@@ -8,17 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from launching import MODULE, ROLE, Launch, write
 from stsclient import RunPython, StsServer
-from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch, write
 
 from brs_autopatch.config.variables import BOOLEAN_VARIABLES, VARIABLES
 from brs_autopatch.launch.options import UsageError, help_text, option_name, parse_args
 from brs_autopatch.launch.uwsgi import uwsgi_lazy_apps
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize("variable", sorted(VARIABLES))

@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
-from stsclient import DEFAULT_ACCOUNT_ID, FAKE_SOURCE_ACCESS_KEY_ID, StsServer, make_role_arn
-from test_launcher import ASSUMED, ROLE, SESSION, Launch, make_base_env, make_launch, write
-from test_serve import JS_CLIENT, NODE_DIR, node  # noqa: F401  (node: the fixture)
+from launching import ASSUMED, JS_CLIENT, ROLE, SESSION, Launch, write
+from stsclient import DEFAULT_ACCOUNT_ID, FAKE_SOURCE_ACCESS_KEY_ID, REPO_ROOT, StsServer, make_role_arn
 
 from brs_autopatch import plan
 from brs_autopatch.config import nested
@@ -43,11 +41,6 @@ WITH_PRINTED_KEYS = (
     "aws_secret_access_key=keys['SecretAccessKey'], aws_session_token=keys['SessionToken'])"
     ".get_caller_identity()['Arn'])\n"
 )
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 def served(launch: Launch, inner: str, env: dict[str, str | None] | None = None) -> tuple[int, str, str]:
@@ -327,7 +320,7 @@ def test_a_malformed_served_role_is_one_line_naming_the_variable() -> None:
 
 
 def test_the_javascript_sdk_gets_the_profile_role_and_a_chained_one(
-    launch: Launch, sts: StsServer, tmp_path: Path, node: str,  # noqa: F811  (the fixture)
+    launch: Launch, sts: StsServer, tmp_path: Path, node: str,
 ) -> None:
     # A client nobody here wrote: the AWS SDK for JavaScript v3 reads the container
     # endpoint of the outer tree (BRS_PROFILE with mfa_serial) and of a nested --serve.
@@ -338,7 +331,6 @@ def test_the_javascript_sdk_gets_the_profile_role_and_a_chained_one(
         "AWS_CONFIG_FILE": str(config), "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
         "BRS_ROLE_ARN": None, "BRS_PROFILE": profile,
         "BRS_MFA_TOKEN_COMMAND": f"{sys.executable} -c print(123456)",
-        "NODE_PATH": str(NODE_DIR / "node_modules"), "NODE_NO_WARNINGS": "1",
     }
     js = f"{shlex.quote(node)} client.js"
     code, out, err = served(launch, f"{js} && {INNER_RUN} --serve --role-arn {OTHER} {js} && {PATCHED}",

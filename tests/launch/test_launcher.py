@@ -2,129 +2,26 @@
 
 Every test starts the launcher in a fresh process with an isolated environment
 (fake source credentials, AWS_ENDPOINT_URL = the local STS) and looks at what the
-program it started saw. Helpers here are shared with test_bootstrap.py and
-test_check.py.
+program it started saw (the ``launch`` fixture, conftest.py; its helpers: launching.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
-from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env, make_role_arn
+from launching import ASSUMED, BRS_RUN, MODULE, ROLE, VENV_BIN, Launch, write
+from stsclient import REPO_ROOT, StsServer, make_role_arn
 
 from brs_autopatch import __version__
 from brs_autopatch.launch.main import BOOTSTRAP_DIR, build_pythonpath, parse_args
 
-VENV_BIN = Path(sys.executable).parent
-BRS_RUN = VENV_BIN / "brs-run"
-MODULE = (sys.executable, "-m", "brs_autopatch")
 EXAMPLE = REPO_ROOT / "sitecustomize_example"
-SESSION = "brs-test"
-ROLE = make_role_arn("brs-test-role")
-ASSUMED = f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/brs-test-role/{SESSION}"
 IDENTITY = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
-TIMEOUT = 60.0
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    pid: int
-
-
-Launch = Callable[..., Result]
-
-
-def run_command(
-    cmd: Sequence[str | os.PathLike[str]],
-    env: Mapping[str, str],
-    cwd: str | os.PathLike[str],
-    timeout: float = TIMEOUT,
-) -> Result:
-    """Run ``cmd`` in its own process group; on timeout kill the group and fail."""
-    args = [os.fspath(part) for part in cmd]
-    proc = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=dict(env), cwd=os.fspath(cwd), start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException as error:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=10)
-        if isinstance(error, subprocess.TimeoutExpired):
-            pytest.fail(f"timed out after {timeout}s: {args!r}\n--- stdout ---\n{out}\n"
-                        f"--- stderr ---\n{err}", pytrace=False)
-        raise
-    return Result(proc.returncode, out, err, proc.pid)
-
-
-def make_base_env(aws_env: Mapping[str, str], tmp_path: Path) -> dict[str, str]:
-    """The environment a user would launch with: AWS pointed at the local STS, a role set.
-
-    The repo root is on PYTHONPATH (as for run_python), so the launcher and every
-    child import this checkout's brs_autopatch; the venv's bin comes first on PATH,
-    so `python` is this venv's interpreter.
-    """
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    return child_env(
-        aws_env,
-        home,
-        bin_dir=VENV_BIN,
-        pythonpath=REPO_ROOT,
-        overrides={"BRS_ROLE_ARN": ROLE, "BRS_ROLE_SESSION_NAME": SESSION},
-    )
-
-
-def make_launch(base_env: Mapping[str, str], tmp_path: Path) -> Launch:
-    """``launch(cmd, env={...overrides, None removes}, cwd=tmp_path, timeout=60)``."""
-
-    def run(
-        cmd: Sequence[str | os.PathLike[str]],
-        env: Mapping[str, str | None] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        timeout: float = TIMEOUT,
-    ) -> Result:
-        env_for_child = dict(base_env)
-        for name, value in (env or {}).items():
-            if value is None:
-                env_for_child.pop(name, None)
-            else:
-                env_for_child[name] = value
-        return run_command(cmd, env_for_child, tmp_path if cwd is None else cwd, timeout)
-
-    return run
-
-
-@pytest.fixture
-def base_env(aws_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return make_base_env(aws_env, tmp_path)
-
-
-@pytest.fixture
-def launch(base_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(base_env, tmp_path)
-
-
-def write(path: Path, text: str, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-    return path
 
 
 # -- the program runs patched, unmodified ------------------------------------------------------

@@ -28,8 +28,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from launching import MODULE
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
-from test_launcher import MODULE, make_base_env
 
 SERVE = (*MODULE, "--serve")
 NOBODY = 65534
@@ -44,11 +44,6 @@ WAITING = (
     " os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE'], flush=True)\n"
     "sys.stdin.read()\n"
 )
-
-
-@pytest.fixture
-def base_env(aws_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    return make_base_env(aws_env, tmp_path)
 
 
 @contextlib.contextmanager

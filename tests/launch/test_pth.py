@@ -19,11 +19,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 from doc_blocks import fenced
-from stsclient import DEFAULT_ACCOUNT_ID, StsServer, child_env
-from test_bootstrap import USER_SITE, make_venv, native_sitecustomize
-from test_launcher import Result, run_command, write
+from launching import USER_SITE, Result, make_venv, native_sitecustomize, run_command, write
+from stsclient import DEFAULT_ACCOUNT_ID, REPO_ROOT, StsServer, child_env
 
 from brs_autopatch.launch import pth
 from brs_autopatch.launch.main import BOOTSTRAP_DIR

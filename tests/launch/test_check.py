@@ -6,19 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
+from launching import ASSUMED, MODULE, ROLE, Launch, Result
 from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, FAKE_SOURCE_SECRET_ACCESS_KEY, StsServer
-from test_launcher import ASSUMED, MODULE, ROLE, Launch, Result, make_base_env, make_launch
 
 from brs_autopatch.launch.check import parse_version
 
 EXTERNAL_ID = "external-id-never-printed"
 # A secret access key or a session token: a long run of base64 characters.
 SECRET_SHAPED = re.compile(r"[A-Za-z0-9/+=]{40,}")
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 def _report(result: Result) -> dict[str, str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RunPython
-from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, StsServer
+from stsclient import FAKE_SOURCE_ACCESS_KEY_ID, RunPython, StsServer
 
 ROLE = "arn:aws:iam::123456789012:role/adopted"
 ENV = {"BRS_ROLE_ARN": ROLE, "BRS_ROLE_SESSION_NAME": "adopt"}

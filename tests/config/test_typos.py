@@ -6,19 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
 from hypothesis import given
 from hypothesis import strategies as st
-from stsclient import RunPython, StsServer
-from test_launcher import MODULE, ROLE, Launch, make_base_env, make_launch
+from launching import MODULE, ROLE, Launch
+from stsclient import REPO_ROOT, RunPython, StsServer
 
 from brs_autopatch.config.variables import INTERNAL_VARIABLES, VARIABLES, unknown_variables
 from brs_autopatch.launch.credential_process import GUARD_ENV
-
-
-@pytest.fixture
-def launch(aws_env: dict[str, str], tmp_path: Path) -> Launch:
-    return make_launch(make_base_env(aws_env, tmp_path), tmp_path)
 
 
 @pytest.mark.parametrize(("typo", "meant"), [
