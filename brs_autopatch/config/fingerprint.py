@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 # Set by brs-run for the processes it starts (brs_autopatch.launch.main). The bootstrap
 # (brs_autopatch/bootstrap/sitecustomize.py) spells it too: it runs before this package
-# is imported, across versions (tests/test_bootstrap.py checks the two agree).
+# is imported, across versions (tests/launch/test_bootstrap.py checks the two agree).
 BOOTSTRAP_ENV = "BRS_BOOTSTRAP"
 # The methods whose whole check the launcher runs: no user code is imported for them.
 _LAUNCHER_CHECKED_METHODS = ("sts", "web-identity", "served")

@@ -33,7 +33,7 @@ from .. import BOOTSTRAP_DIR
 
 PTH_NAME = "brs_autopatch.launch.pth"
 # The bootstrap module's own constant (bootstrap/sitecustomize.py SITE_NAME): it cannot
-# import this package, tests/test_pth.py checks that both agree.
+# import this package, tests/launch/test_pth.py checks that both agree.
 SITE_NAME = "brs_autopatch_site"
 _HEADER = "# brs_autopatch: written by `brs-run --install-pth`"
 
