@@ -213,7 +213,7 @@ RECIPES: dict[tuple[str, str, str], str] = {
         "tests/test_lambda_wrapper.py",
     ("docs/recipes.md", "Distributed engines and process managers", "python"):
         "not from this text: tests/test_engines_spark.py, tests/engine_apps/ray_driver.py",
-    ("docs/serving.md", "Beyond Python", "ini"):
+    ("docs/serving.md", "Tools that read an AWS config file", "ini"):
         "test_the_credential_process_profile_works_as_written",
     ("docs/serving.md", "Native clients in-process", "sql"):
         "not run: DuckDB's extensions download at run time",
