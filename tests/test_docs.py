@@ -385,3 +385,17 @@ def test_the_documented_docs_build_is_the_stage_s() -> None:
     command = script[script.index(f"{python} -m sphinx") :].split("\n}", 1)[0]
     staged = command.replace("\\\n", " ").replace(python, ".venv-docs/bin/python").split()
     assert documented == staged
+
+
+def test_the_api_reference_documents_the_public_names() -> None:
+    import brs_autopatch
+    import brs_autopatch.methods
+
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    # (automodule:: brs_autopatch.methods introduces the module, not a name of the package)
+    documented = re.findall(r"^\.\. (?!automodule)(?:auto\w+|py:data):: (brs_autopatch\.[\w.]+)", text, re.M)
+    top = {name.split(".", 1)[1] for name in documented if name.count(".") == 1}
+    assert top == set(brs_autopatch.__all__)  # every public name, no other
+    for name in documented:  # and nothing that is not there
+        module, _, attribute = name.rpartition(".")
+        assert hasattr(brs_autopatch if module == "brs_autopatch" else brs_autopatch.methods, attribute), name
