@@ -39,6 +39,7 @@ EXTRA_LOCKS = {
     "demo": ["demo"],
     "bench": ["bench"],
     "bench-async": ["bench-async"],
+    "docs": ["docs"],
     "engines": ["test", "engines"],
     "engines-spark": ["test", "engines", "engines-spark"],
 }

@@ -15,8 +15,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..util.patterns import LazyPattern
 
-# One table: variable -> one-line meaning. The README table and `brs-run --help`
-# are generated from the same names, so keep them in step.
+# One table: variable -> one-line meaning. `brs-run --help` is generated from it, and
+# docs/configuration.md's table is checked against it (tests/test_docs.py).
 VARIABLES: dict[str, str] = {
     "BRS_ROLE_ARN": "role to assume; a comma-separated list is a role chain; activates patching",
     "BRS_ROLE_SESSION_NAME": "RoleSessionName (2-64 chars of [A-Za-z0-9_+=,.@-])",
@@ -61,22 +61,22 @@ INTERNAL_VARIABLES = frozenset(
         "BRS_VENV",  # scripts/_venv.sh: which venv the scripts use
         "BRS_TEST_WORKERS",  # scripts/test: pytest-xdist workers
         "BRS_TEST_NO_APT",  # scripts/test: no apt-get install of the AWS CLI v2
-        # scripts/test-matrix (README "Development")
+        # scripts/test-matrix (docs/development.md)
         "BRS_MATRIX",
         "BRS_MATRIX_DIR",
         "BRS_MATRIX_PYTEST_ARGS",
         "BRS_REQUIRE_ASYNC",
-        # scripts/test-pythons (README "Development")
+        # scripts/test-pythons (docs/development.md)
         "BRS_PYTHONS",
         "BRS_PYTHONS_REBUILD",
         "BRS_PYTHONS_PYTEST_ARGS",
-        # scripts/test-engines (README "How the recipes are tested")
+        # scripts/test-engines (docs/recipes.md)
         "BRS_ENGINES",
         "BRS_ENGINES_SKIP",
         "BRS_ENGINES_SPARK",
         "BRS_ENGINES_VENV",
         "BRS_ENGINES_PYTHON",
-        # scripts/check-bare-debian (README "Development")
+        # scripts/check-bare-debian (docs/development.md)
         "BRS_BARE_TEST_ARGS",
     }
 )

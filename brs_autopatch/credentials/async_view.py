@@ -49,7 +49,7 @@ class _Hub:
         frozen = self.shared.frozen_if_fresh()
         if frozen is not None:
             return frozen
-        # botocore's attribute (see README "Design notes"): written in one assignment at
+        # botocore's attribute (see docs/how-it-works.md, "Design notes"): written in one assignment at
         # the end of every refresh, so a reader sees the old or the new credentials.
         held: ReadOnlyCredentials | None = getattr(self.shared, "_frozen_credentials", None)
         return held

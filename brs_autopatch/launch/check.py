@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 MIN_VERSION = (1, 34)
 # The (major, minor) ranges scripts/test-matrix and the main venv test; keep in step
-# with pyproject.toml and the README. Inside: "tested"; newer: supported, not tested.
+# with pyproject.toml and docs/development.md (tests/test_docs.py compares them).
+# Inside: "tested"; newer: supported, not tested.
 TESTED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "boto3": ((1, 34), (1, 44)),
     "botocore": ((1, 34), (1, 44)),

@@ -13,7 +13,7 @@ from .web_identity import web_identity_method
 def served_method(context: MethodContext) -> Fetch:
     """``served``: the launch tree's credential server (``brs-run --serve`` sets it up).
 
-    Lives in :mod:`brs_autopatch.methods.served`; imported only where it is used.
+    Lives in ``brs_autopatch.methods.served``; imported only where it is used.
     """
     from .served import served_method as method
 

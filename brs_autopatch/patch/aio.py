@@ -104,7 +104,7 @@ def patch_session(session: botocore.session.Session, state: PatchState) -> bool:
 
 def _uses_anyio(session: Any) -> bool:
     # aiobotocore >= 3.9: AsyncPrimitives.ANYIO when the client config's http_session_cls
-    # is the httpx one (a private property: see README "Design notes").
+    # is the httpx one (a private property: see docs/how-it-works.md, "Design notes").
     primitives = getattr(session, "_async_primitives", None)
     return getattr(primitives, "value", None) == "anyio"
 

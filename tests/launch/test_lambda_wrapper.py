@@ -33,7 +33,7 @@ def wrapper_recipe(doc: Path) -> str:
 
 
 def test_both_docs_give_the_same_wrapper() -> None:
-    main = wrapper_recipe(REPO_ROOT / "README.md")
+    main = wrapper_recipe(REPO_ROOT / "docs" / "recipes.md")
     example = wrapper_recipe(REPO_ROOT / "sitecustomize_example" / "README.md")
     assert main == example
     assert "BRS_BOOTSTRAP" not in main  # the value the bootstrap declines, silently
@@ -43,7 +43,7 @@ def test_the_readme_wrapper_makes_the_handler_sign_as_the_role(
     launch: Launch, sts: StsServer, tmp_path: Path
 ) -> None:
     wrapper = tmp_path / "brs-wrapper"
-    write(wrapper, wrapper_recipe(REPO_ROOT / "README.md"), mode=0o755)
+    write(wrapper, wrapper_recipe(REPO_ROOT / "docs" / "recipes.md"), mode=0o755)
     task = tmp_path / "task"  # Lambda's /var/task: the handler and the runtime's cwd
     write(task / "handler.py", HANDLER)
     write(task / "handler_runner.py", RUNNER)
