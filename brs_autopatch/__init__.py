@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-from ._version import __version__
 from .util import importer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ._version import __version__
     from .config.from_env import from_env
     from .config.settings import Settings
     from .credentials.engine import RoleCredentials
@@ -40,6 +40,9 @@ __all__ = [
 # Public name -> module. Loaded on first access so that `import brs_autopatch`
 # stays cheap and never pulls in boto3 (RefreshableSession needs it).
 _LAZY = {
+    # Even the version: every Python child under brs-run imports this package (the
+    # bootstrap reads config.fingerprint), and one module fewer is measurable there.
+    "__version__": "_version",
     "ConfigError": "errors",
     "CredentialRefreshError": "errors",
     "RefreshableSession": "session",
