@@ -3,9 +3,8 @@
 Prints the resolved settings (secrets hidden), unknown ``BRS_*`` variables (errors: the
 check fails), the boto3/botocore versions, the STS endpoint and region, where the source
 credentials come from and who they belong to (GetCallerIdentity signed with them, before
-assuming), then assumes the role once, asks STS who the new
-credentials belong to (GetCallerIdentity signed with them) and prints the expiry and
-the refresh windows in force. Exit status 0 when all is well, 1 with the reason
+assuming), then assumes the role once, asks STS who the new credentials belong to and
+prints the expiry and the refresh windows in force. Exit status 0 when all is well, 1 with the reason
 otherwise. Never printed: a secret key, a session token, an external ID, a full
 access key ID (only its last four characters).
 """
