@@ -86,6 +86,10 @@ def run(
 
         logs.configure(settings.log_level)
         settings = _with_cache(settings, workdir)
+        # Marked before the first server is forked, hence before it tells brs-run "ok"
+        # and the program starts: a tree killed whole at any moment after that leaves a
+        # directory the next launch's sweep recognises.
+        tokendir.mark(workdir, program)
         report: int | None = status_fd
         quick = 0
         while True:
@@ -97,7 +101,6 @@ def run(
                 with contextlib.suppress(OSError):  # the server's now: brs-run sees its end
                     os.close(status_fd)
                 _preload()  # while the first server starts: a restarted one serves sooner
-                tokendir.mark(workdir, program)
                 tokendir.sweep(workdir)
             if child is None:  # fork failed (EAGAIN, ENOMEM): brs-run was told, or try again
                 if first or first_ended([program], [program_fd], 0.5) is not None:

@@ -431,6 +431,9 @@ def test_a_later_launch_removes_the_directory_of_a_tree_killed_whole(
     env = {**base_env, "TMPDIR": str(temporary)}
     with _started(WAITING, env, tmp_path) as proc:
         pid, _, token_file = _read_line(proc)
+        # Marked before the program started (the supervisor marks before it forks the
+        # server that says "ok"): killed at any moment from here, the tree is swept.
+        assert (Path(token_file).parent / "program").read_text() == f"{pid}\n"
         supervisor, server = _tree(int(pid))
         assert supervisor is not None and server is not None
         for victim in (supervisor, server, int(pid)):  # nothing left to clean up
