@@ -5,6 +5,9 @@
 is applied when botocore is imported, or at once if it already is. The exception is
 ``BRS_SERVE=true`` (:mod:`brs_autopatch.serve.inprocess`), which resolves the source
 credentials with botocore before it serves the role to native clients.
+
+Under brs-run, with settings the launcher checked and the program has not changed,
+the installation is made by the first session instead (:mod:`brs_autopatch.patch.deferred`).
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ __all__ = [
 # Public name -> module. Loaded on first access so that `import brs_autopatch`
 # stays cheap and never pulls in boto3 (RefreshableSession needs it).
 _LAZY = {
-    # Even the version: every Python child under brs-run imports this package (the
-    # bootstrap reads config.fingerprint), and one module fewer is measurable there.
+    # Even the version: every Python child under brs-run that imports botocore imports
+    # this package (brs_autopatch.patch.deferred), and one module fewer is measurable there.
     "__version__": "_version",
     "ConfigError": "errors",
     "CredentialRefreshError": "errors",
@@ -82,11 +85,38 @@ def _warn_unknown_variables() -> None:
     )
 
 
-def _install_when_botocore_arrives(_module: object) -> None:
+def _when_botocore_arrives(botocore: object) -> None:
+    from .patch import deferred
+
+    if deferred.may_defer():
+        # brs-run checked these settings and the program changed none: the first
+        # session makes the installation (brs_autopatch.patch.deferred).
+        deferred.arm(botocore, _install_at_first_session)  # type: ignore[arg-type]
+        return
+    _receive_launcher_value()
     from .patch.install import install
 
     _warn_unknown_variables()
     install()
+
+
+def _install_at_first_session(initializer: object) -> object:
+    from .patch.install import install_adopting
+
+    _receive_launcher_value()
+    _warn_unknown_variables()
+    return install_adopting(initializer)
+
+
+def _receive_launcher_value() -> None:
+    """What brs-run checked (BRS_BOOTSTRAP as this process started) to the fingerprint check."""
+    from .patch import deferred
+
+    value = deferred.bootstrap_value()
+    if value:
+        from .config import fingerprint
+
+        fingerprint.receive(value)
 
 
 def _launcher_process() -> bool:
@@ -98,16 +128,24 @@ def _launcher_process() -> bool:
     return argv0 == "-m" and "brs_autopatch" in getattr(sys, "orig_argv", ())
 
 
+def _started_by_brs_run() -> bool:
+    """BRS_BOOTSTRAP is set, though no bootstrap armed this interpreter (``python -I``...)."""
+    from .config.fingerprint import BOOTSTRAP_ENV
+
+    return bool(os.environ.get(BOOTSTRAP_ENV))
+
+
 def _autoinstall() -> None:
     if _launcher_process():
         return
-    from .config.fingerprint import BOOTSTRAP_ENV  # loaded by brs-run's bootstrap already
+    from .patch import deferred
 
-    if os.environ.get(BOOTSTRAP_ENV) and "botocore" not in sys.modules:
-        # Started by brs-run, which validated the settings already: parse them, and
-        # pay for logging and the rest, only in a process that imports botocore.
-        importer.when_imported("botocore", _install_when_botocore_arrives)
+    if "botocore" not in sys.modules and (deferred.launched() or _started_by_brs_run()):
+        # Started by brs-run, which validated the settings already: parse them, and pay
+        # for logging and the rest, only in a process that imports botocore.
+        importer.when_imported("botocore", _when_botocore_arrives)
         return
+    _receive_launcher_value()
     from .patch.install import install
 
     _warn_unknown_variables()

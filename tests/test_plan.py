@@ -591,7 +591,7 @@ def test_good_custom_method_module_is_imported_once_by_the_program(
 
 
 def test_brs_run_finds_a_custom_method_module_beside_the_script(launch: Launch, tmp_path: Path) -> None:
-    # README: a BRS_CUSTOM_METHOD module must be found "on PYTHONPATH, the current
+    # docs/configuration.md: a BRS_CUSTOM_METHOD module must be found "on PYTHONPATH, the current
     # directory, the script's directory or site-packages". Here only the script's directory.
     app = tmp_path / "app"
     app.mkdir()
@@ -679,11 +679,12 @@ def test_the_hook_loads_no_sts_model_for_plain_settings(launch: Launch) -> None:
         "brs_autopatch.config.client_config",
         "brs_autopatch.build",
     }
-    # Under brs-run, which checked these settings already, the plan waits for a session.
+    # Under brs-run, which checked these settings already, everything waits for a session
+    # (brs_autopatch.patch.deferred).
     result = launch([*MODULE, "python", "-c", program])
     assert result.returncode == 0, result.stderr
     loaded = set(json.loads(result.stdout.replace("'", '"')))
-    assert "brs_autopatch.patch.install" in loaded
+    assert "brs_autopatch.patch.deferred" in loaded
     assert not loaded & {"brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.build"}
 
 
@@ -739,7 +740,7 @@ def test_plan_holds_what_the_build_needs(aws_env: dict[str, str]) -> None:
 def test_the_sts_region_defaults_to_the_configured_one_else_the_partitions(
     aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, arn: str, configured: str | None, region: str
 ) -> None:
-    # README BRS_STS_REGION default: "configured region, else the partition's (us-east-1,
+    # docs/configuration.md, BRS_STS_REGION default: "configured region, else the partition's (us-east-1,
     # cn-north-1, ...)". The real source session looks the region up (environment here).
     from brs_autopatch import build as factory
     from brs_autopatch.credentials import sources

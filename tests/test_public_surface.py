@@ -33,7 +33,7 @@ PUBLIC_NAMES = [
     "unpatch",
 ]
 
-# Every BRS_* setting, in the order of the table (README, --help).
+# Every BRS_* setting, in the order of the table (docs/configuration.md, --help).
 VARIABLES = [
     "BRS_ROLE_ARN",
     "BRS_ROLE_SESSION_NAME",
@@ -140,7 +140,7 @@ SETTING_OPTIONS = {
     "BRS_SERVE": "--[no-]serve",
 }
 
-# The plugin API (README "MFA, role chains, other credential methods").
+# The plugin API (docs/configuration.md "MFA, role chains, other credential methods").
 METHODS_MODULE = "brs_autopatch.methods"
 METHODS_API = {
     "ENTRY_POINT_GROUP",

@@ -76,7 +76,7 @@ def test_explicit_source_keys_sign_assume_role(
 def test_profile_name_chooses_the_source_and_the_session_signs_as_the_role(
     sts: StsServer, aws_env: dict[str, str], role_arn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # README: "Explicit keys or profile_name given to it choose the *source* credentials."
+    # docs/api.md: "Explicit keys or profile_name given to it choose the *source* credentials."
     credentials = tmp_path / "credentials"
     credentials.write_text("[src]\naws_access_key_id = AKIDPROFILESOURCE001\naws_secret_access_key = p\n")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
@@ -88,7 +88,7 @@ def test_profile_name_chooses_the_source_and_the_session_signs_as_the_role(
 def test_window_and_cache_keywords_are_in_force(
     sts: StsServer, aws_env: dict[str, str], role_arn: str, tmp_path: Path
 ) -> None:
-    # README: further keywords advisory_refresh_seconds, mandatory_refresh_seconds, cache_dir.
+    # docs/api.md: further keywords advisory_refresh_seconds, mandatory_refresh_seconds, cache_dir.
     cache = tmp_path / "cache"
 
     def make() -> RefreshableSession:

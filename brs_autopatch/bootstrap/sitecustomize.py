@@ -17,7 +17,10 @@ bootstrap directory, interpreter prefix). At start-up this module, in order:
    a stale bootstrap stops here, quietly (one line on stderr with BRS_LOG_LEVEL=DEBUG);
 3. puts a finder on ``sys.meta_path`` that imports ``brs_autopatch`` when botocore is
    imported (at once if it already is): brs_autopatch's post-import hook then patches
-   botocore as it arrives. A process that never imports botocore never loads brs_autopatch;
+   botocore as it arrives. A process that never imports botocore never loads brs_autopatch.
+   The finder keeps a copy of the environment this process started with (``as_launched``:
+   no ``BRS_*`` variable changed since), so that brs_autopatch.patch.deferred can leave
+   the settings to the first session;
 4. with ``BRS_PROPAGATE`` off, removes itself from the environment that children inherit
    (this process stays patched).
 
@@ -43,6 +46,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from importlib.machinery import ModuleSpec, PathFinder
     from types import ModuleType
 
@@ -62,6 +66,10 @@ def _same_path(a: str, b: str) -> bool:
 def _is_bootstrap_dir(entry: str, here: str) -> bool:
     """This directory, or another install's bootstrap (a nested or stale brs-run)."""
     if not entry:
+        return False
+    if entry == here:
+        return True
+    if "bootstrap" not in entry:  # most entries: no need to normalise them (~3 us each)
         return False
     path = os.path.normpath(os.path.abspath(entry))
     return path == here or path.endswith(_TAIL)
@@ -171,12 +179,13 @@ def _leave_sys_path(here: str) -> None:
         sys.path[:] = kept
 
 
-def _load(bootstrap: str) -> bool:
+def _load(bootstrap: str, as_launched: "Callable[[], bool] | None") -> bool:
     """Import brs_autopatch (its post-import hook on botocore); False if it cannot be."""
     try:
-        from brs_autopatch.config import fingerprint as checked
+        from brs_autopatch.patch import deferred
 
-        checked.receive(bootstrap)  # BRS_PROPAGATE=0 took it off os.environ already
+        # BRS_PROPAGATE=0 took BRS_BOOTSTRAP off os.environ already: hand it over.
+        deferred.receive(bootstrap, as_launched)
     except Exception as error:
         if sys.stderr is not None:
             sys.stderr.write(
@@ -186,21 +195,45 @@ def _load(bootstrap: str) -> bool:
     return True
 
 
+def _raw_environ() -> "dict[bytes, bytes] | None":
+    """A copy of os.environ's own bytes mapping (~1 us; decoding it costs 100 times more)."""
+    data = getattr(os.environ, "_data", None) if os.name == "posix" else None
+    return dict(data) if isinstance(data, dict) else None
+
+
+def _settings_of(raw: "dict[bytes, bytes]") -> "dict[bytes, bytes]":
+    bootstrap = ENV.encode()
+    return {name: value for name, value in raw.items() if name[:4] == b"BRS_" and name != bootstrap}
+
+
 class _BeforeBotocore:
     """On sys.meta_path until botocore is imported, then loads brs_autopatch and lets its
     post-import hook (brs_autopatch.util.importer) find botocore. Finds nothing else, ever."""
 
     bootstrap = ""
+    # The environment this process started with (brs-run's bootstrap only): as_launched.
+    started: "dict[bytes, bytes] | None" = None
     armed = True
-    # How _arm recognises the finder of this file loaded under another name (.pth, brs-run).
+    # How _arm and brs_autopatch.patch.deferred recognise this finder, whatever the
+    # name this file was loaded under (.pth, brs-run).
     brs_autopatch_finder = True
+
+    @classmethod
+    def as_launched(cls) -> bool:
+        """Whether brs-run checked this process's settings and no BRS_* variable changed
+        since it started (brs_autopatch.patch.deferred: then the patch waits for a session)."""
+        parts = cls.bootstrap.split(":", 4)
+        if len(parts) != 5 or parts[0] != PROTOCOL or parts[2] in ("", "-") or cls.started is None:
+            return False
+        now = _raw_environ()
+        return now is not None and _settings_of(now) == _settings_of(cls.started)
 
     @classmethod
     def find_spec(cls, fullname: str, path: object = None, target: object = None) -> "ModuleSpec | None":
         if fullname != "botocore" or not cls.armed:
             return None
         cls.armed = False  # once; staying on sys.meta_path is cheaper than leaving it mid-search
-        if not _load(cls.bootstrap):
+        if not _load(cls.bootstrap, cls.as_launched):
             return None
         from brs_autopatch.util import importer
 
@@ -236,16 +269,19 @@ def _main() -> None:
 def _arm(bootstrap: str) -> None:
     """Load brs_autopatch with botocore: once per process, whichever way in comes first."""
     if "botocore" in sys.modules:  # a user sitecustomize or another .pth imported it
-        _load(bootstrap)
+        _load(bootstrap, None)
         return
+    started = _raw_environ() if bootstrap else None
     for finder in sys.meta_path:
         if getattr(finder, "brs_autopatch_finder", False):
             # Armed already (the .pth line, then brs-run's bootstrap): one finder, and
             # brs-run's description of what it checked, if there is one.
             if bootstrap:
                 finder.bootstrap = bootstrap  # type: ignore[attr-defined]
+                finder.started = started  # type: ignore[attr-defined]
             return
     _BeforeBotocore.bootstrap = bootstrap
+    _BeforeBotocore.started = started
     sys.meta_path.insert(0, _BeforeBotocore)
 
 

@@ -1,15 +1,16 @@
 """What brs-run checked for the processes it starts, so that they need not check it again.
 
 The launcher validates the settings before the program starts (:func:`brs_autopatch.plan.check`)
-and writes a fingerprint of what it checked into ``BRS_BOOTSTRAP``. A Python child whose
-``BRS_*`` variables still have that fingerprint has nothing new to check when botocore is
-imported: it parses its settings (cheap, and any error still shows at once) and makes its
-validation plan with the credentials, when the first session asks for them. That keeps the
-plan (botocore's ``Config``, the STS parameters, the credential methods) off the start-up
-of every process that imports boto3 and never makes a session.
+and writes into ``BRS_BOOTSTRAP`` the fingerprint of what it checked (:func:`mark`), or
+``-`` when the plan would check more than it can. A Python child whose ``BRS_*``
+variables still have that fingerprint has nothing new to check: it makes its validation
+plan with the credentials, when the first session asks for them. That keeps the plan
+(botocore's ``Config``, the STS parameters, the credential methods) off the start-up of
+every process that imports boto3 and never makes a session. (When the program changed
+no ``BRS_*`` variable the child does not even read its settings before its first
+session: brs_autopatch.patch.deferred.)
 
-A child checks everything as botocore arrives, as ``import brs_autopatch`` does outside
-brs-run, when anything could differ from the launcher's check:
+The fingerprint does not cover, and the plan checks, when:
 
 * a ``BRS_*`` variable was added, removed or changed since (by the program, or a parent);
 * the settings run code the launcher does not run (``BRS_CUSTOM_METHOD``, a plugin);
@@ -56,6 +57,25 @@ def fingerprint(env: Mapping[str, str]) -> str:
     return f"{crc32(chr(0).join(parts).encode('utf-8', 'surrogateescape')):08x}"
 
 
+def mark(env: Mapping[str, str]) -> str:
+    """What brs-run writes for settings it checked: their fingerprint, or ``-`` when the
+    plan would check more than the launcher did (then its Python children check them as
+    botocore arrives, and the bootstrap does not let them wait for a session)."""
+    from .from_env import from_env
+
+    return fingerprint(env) if _launcher_checks_all(from_env(env)) else "-"
+
+
+def _launcher_checks_all(settings: Settings) -> bool:
+    return (
+        settings.method in _LAUNCHER_CHECKED_METHODS
+        and settings.custom_method is None
+        and settings.profile is None  # resolved from the AWS config files, outside BRS_*
+        and not settings.assume_role_kwargs
+        and not settings.sts_client_kwargs
+    )
+
+
 def receive(bootstrap: str) -> None:
     """The bootstrap hands over the BRS_BOOTSTRAP value this process started with."""
     global _received
@@ -74,12 +94,4 @@ def by_launcher(settings: Settings, env: Mapping[str, str]) -> bool:
     if launcher is None:
         value = env.get(BOOTSTRAP_ENV)
         launcher = _fingerprint_of(value) if value else None
-    return (
-        launcher is not None
-        and settings.method in _LAUNCHER_CHECKED_METHODS
-        and settings.custom_method is None
-        and settings.profile is None  # resolved from the AWS config files, outside BRS_*
-        and not settings.assume_role_kwargs
-        and not settings.sts_client_kwargs
-        and launcher == fingerprint(env)
-    )
+    return launcher not in (None, "-") and _launcher_checks_all(settings) and launcher == fingerprint(env)

@@ -20,7 +20,8 @@ import sys
 
 from .. import BOOTSTRAP_DIR
 from .._version import __version__
-from ..config.fingerprint import BOOTSTRAP_ENV, fingerprint
+from ..config.fingerprint import BOOTSTRAP_ENV
+from ..config.fingerprint import mark as fingerprint_mark
 from ..errors import ConfigError
 
 # The command line (options, help) and the uWSGI check live in their own modules;
@@ -104,7 +105,7 @@ def bootstrap_value(checked: Mapping[str, str] | None = None) -> str:
     interpreter with (bootstrap/sitecustomize.py), and the fingerprint of the settings this
     launcher checked in ``checked`` (brs_autopatch.config.fingerprint; ``-`` for none)."""
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    mark = "-" if checked is None else fingerprint(checked)
+    mark = "-" if checked is None else fingerprint_mark(checked)
     return f"{BOOTSTRAP_PROTOCOL}:{version}:{mark}:{BOOTSTRAP_DIR}:{sys.prefix}"
 
 

@@ -23,6 +23,7 @@ from ..config.from_env import from_env
 from ..config.settings import Settings
 from ..errors import ConfigError
 from ..util import importer, logs
+from . import deferred
 from .installation import Installation
 
 logger = logging.getLogger("brs_autopatch")
@@ -35,7 +36,9 @@ _lock = threading.RLock()
 _generation = 0
 # The installation this copy of the package made last (None after unpatch()).
 _installed: Installation | None = None
-
+# The initializer brs_autopatch.patch.deferred registered already, while install_adopting
+# makes the installation that takes it over (under _lock).
+_adopting: Any = None
 
 
 def _reset_after_fork() -> None:
@@ -61,6 +64,39 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     Bad settings raise :class:`ConfigError`, or with ``BRS_ON_ERROR=warn`` log one
     warning and patch nothing.
     """
+    deferred.settle()  # under brs-run: what the first session would have made comes first
+    return _install(settings, environ)
+
+
+def install_adopting(initializer: Any) -> Any:
+    """brs_autopatch.patch.deferred's first session: install from ``os.environ`` now.
+
+    ``initializer`` is registered on botocore already and becomes the installation's.
+    Returns how to patch a session, or None when nothing is patched (off, or
+    BRS_ON_ERROR=warn with bad settings). Bad settings raise :class:`ConfigError`.
+    """
+    global _adopting
+    with _lock:
+        state = current()
+        if state is None or state.initializer is not initializer:
+            _adopting = initializer
+            try:
+                _install(None, None)
+            finally:
+                _adopting = None
+            state = current()
+        if state is None or state.initializer is not initializer:
+            return None
+
+    def patch(session: Any) -> None:
+        from .dispatch import patch_session
+
+        patch_session(session, state)
+
+    return patch
+
+
+def _install(settings: Settings | None, environ: Mapping[str, str] | None) -> bool:
     global _generation, _installed
     env = os.environ if environ is None else environ
     from_environment = settings is None
@@ -180,15 +216,19 @@ def _patch_botocore(botocore: ModuleType, state: Installation) -> None:
         if current is not None and current.active:
             logger.debug("botocore already patched by %r", current)
             return
-        def initializer(session: Any) -> None:
-            # Imported on the first session, not with botocore: a program that imports
-            # boto3 without making a session pays nothing (every child under brs-run).
-            from .dispatch import patch_session
+        if _adopting is not None:
+            state.initializer = _adopting  # registered by brs_autopatch.patch.deferred
+        else:
 
-            patch_session(session, state)
+            def initializer(session: Any) -> None:
+                # Imported on the first session, not with botocore: a program that imports
+                # boto3 without making a session pays nothing (every child under brs-run).
+                from .dispatch import patch_session
 
-        state.initializer = initializer
-        botocore.register_initializer(initializer)
+                patch_session(session, state)
+
+            state.initializer = initializer
+            botocore.register_initializer(initializer)
         setattr(botocore, MARKER, state)
     logger.debug(
         "patched botocore sessions for %s", state.settings.role_arn or f"method {state.settings.method}"
@@ -235,6 +275,7 @@ def unpatch() -> bool:
     not loaded credentials yet fall back to botocore's chain. True if anything was undone.
     """
     global _generation, _installed
+    deferred.settle()  # under brs-run: undo what the first session would have made
     with _lock:
         _generation += 1  # hooks registered earlier now do nothing
         ours, _installed = _installed, None
@@ -273,6 +314,7 @@ def _is_ours(session: Any, state: Installation) -> bool:
 
 def installed() -> Installation | None:
     """The installation the last install() made, active or waiting for botocore."""
+    deferred.settle()  # under brs-run the first session makes it: now, then
     return _installed
 
 
@@ -293,6 +335,7 @@ def patched(environ: Mapping[str, str] | None = None, **settings: Any) -> Iterat
     from ..config.arguments import settings_from_arguments
 
     chosen = settings_from_arguments(settings, "patched()") if settings else None
+    deferred.settle()  # under brs-run: the outer installation is the first session's
     with _lock:
         outer = _installed.settings if _installed is not None and _installed.active else None
     install(chosen, environ)

@@ -1,10 +1,11 @@
 """brs-run checks the settings once per launch tree (brs_autopatch.config.fingerprint).
 
-A Python child whose BRS_* variables are the ones the launcher checked parses its
-settings as botocore arrives and makes its plan with the credentials, at the first
-session that asks; a child that changed a variable, or whose settings run code the
-launcher does not run, checks everything as botocore arrives. Either way a bad value
-is one ConfigError line, and BRS_ON_ERROR decides what it does.
+A Python child whose BRS_* variables are the ones the launcher checked makes its plan
+with the credentials, at the first session that asks (and, when its program changed no
+variable, reads its settings then too: tests/patch/test_deferred.py); a child that changed
+a variable, or whose settings run code the launcher does not run, checks everything as
+botocore arrives. Either way a bad value is one ConfigError line, and BRS_ON_ERROR
+decides what it does.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_explicit_brs_values_win(
 def test_credential_source_external_id_and_mfa_serial_come_from_the_profile(
     sts: StsServer, run_python: RunPython, tmp_path: Path
 ) -> None:
-    # README: BRS_PROFILE takes role_arn, credential_source (botocore's chain, here the
+    # docs/configuration.md: BRS_PROFILE takes role_arn, credential_source (botocore's chain, here the
     # environment's keys), external_id and mfa_serial (with BRS_MFA_TOKEN_COMMAND).
     config = tmp_path / "ext-config"
     config.write_text(

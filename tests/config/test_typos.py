@@ -33,7 +33,7 @@ def test_internal_empty_and_foreign_variables_are_not_typos() -> None:
 
 
 def test_the_projects_own_tool_variables_are_not_typos() -> None:
-    # The README documents BRS_MATRIX=skip, BRS_ENGINES=0, BRS_ENGINES_SKIP=...: exported
+    # docs/development.md documents BRS_MATRIX=skip, BRS_ENGINES=0, BRS_ENGINES_SKIP=...: exported
     # in a shell, they must not make `import brs_autopatch` warn or `brs-run --check` fail.
     names = {GUARD_ENV}
     for script in (REPO_ROOT / "scripts").iterdir():
@@ -75,11 +75,13 @@ def test_import_is_silent_without_typos(run_python: RunPython) -> None:
     assert result.stderr == ""
 
 
-def test_under_brs_run_the_warning_waits_for_botocore(launch: Launch, sts: StsServer) -> None:
+def test_under_brs_run_the_warning_waits_for_the_first_session(launch: Launch, sts: StsServer) -> None:
     typo = {"BRS_SESSION_NAME": "me"}
-    quiet = launch([*MODULE, "python", "-c", "import json"], env=typo)
-    assert (quiet.returncode, quiet.stderr) == (0, "")  # no botocore: start-up stays lean, silent
-    loud = launch([*MODULE, "python", "-c", "import botocore.session"], env=typo)
+    # No botocore, or no session: start-up stays lean, and silent (brs_autopatch.patch.deferred).
+    for program in ("import json", "import botocore.session"):
+        quiet = launch([*MODULE, "python", "-c", program], env=typo)
+        assert (quiet.returncode, quiet.stderr) == (0, ""), program
+    loud = launch([*MODULE, "python", "-c", "import botocore.session; botocore.session.Session()"], env=typo)
     assert loud.returncode == 0, loud.stderr
     lines = loud.stderr.splitlines()
     assert len(lines) == 1 and "BRS_SESSION_NAME (did you mean BRS_ROLE_SESSION_NAME?)" in lines[0], lines

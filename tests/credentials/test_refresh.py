@@ -22,7 +22,7 @@ def test_permanent_failures_wait_the_cap_at_once() -> None:
 
 
 def test_the_readme_backoff_policy() -> None:
-    # README "Static stability": in the advisory window failures back off jittered and
+    # docs/how-it-works.md "Static stability": in the advisory window failures back off jittered and
     # growing, capped at 5 minutes, and access-denied style errors wait the cap at once;
     # in the mandatory window retries are spaced (at most 30 s apart, as test_storms assumes).
     def advisory(seed: int | None = None) -> refresh.Backoff:

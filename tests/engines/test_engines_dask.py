@@ -1,4 +1,4 @@
-"""Dask workers sign as the role under the README's recipes (real scheduler, nanny, workers)."""
+"""Dask workers sign as the role under the recipes of docs/recipes.md (real scheduler, nanny, workers)."""
 
 from __future__ import annotations
 

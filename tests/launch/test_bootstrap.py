@@ -20,6 +20,7 @@ from stsclient import REPO_ROOT
 from brs_autopatch.config.fingerprint import BOOTSTRAP_ENV
 from brs_autopatch.launch import main as launcher
 from brs_autopatch.launch.main import BOOTSTRAP_DIR, bootstrap_value
+from brs_autopatch.patch import deferred
 
 BOOTSTRAP_FILE = os.path.join(BOOTSTRAP_DIR, "sitecustomize.py")
 
@@ -29,7 +30,9 @@ SHOW = """\
 import sys
 import sitecustomize
 print(getattr(sitecustomize, "USER_SITE_RAN", False), sitecustomize.__file__)
-import botocore
+import botocore.session
+# Under brs-run the first session makes the installation (brs_autopatch.patch.deferred).
+botocore.session.Session()
 print(hasattr(botocore, "__brs_autopatch__"))
 if sys.argv[1:] == ["identity"]:
     import boto3
@@ -338,6 +341,14 @@ def test_launcher_and_bootstrap_agree_on_the_protocol() -> None:
     }
     assert constants["PROTOCOL"] == launcher.BOOTSTRAP_PROTOCOL
     assert constants["ENV"] == BOOTSTRAP_ENV
+    # The mark brs_autopatch.patch.deferred finds the bootstrap's finder by.
+    (finder,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_BeforeBotocore"]
+    attributes = {
+        t.id for n in finder.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+    } | {n.target.id for n in finder.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    assert deferred.FINDER_MARK in attributes
+    assert {"bootstrap", "started"} <= attributes
+    assert "as_launched" in {n.name for n in finder.body if isinstance(n, ast.FunctionDef)}
 
 
 # -- loading brs_autopatch with botocore -------------------------------------------------------

@@ -40,8 +40,9 @@ armed = [f for f in sys.meta_path if getattr(f, "brs_autopatch_finder", False)]
 print(getattr(sitecustomize, "USER_SITE_RAN", False), sitecustomize.__file__)
 print(len(armed), "brs_autopatch" in sys.modules)
 import boto3, botocore
+sts = boto3.client("sts")  # under brs-run the first session makes the installation
 print(hasattr(botocore, "__brs_autopatch__"))
-print(boto3.client("sts").get_caller_identity()["Arn"])
+print(sts.get_caller_identity()["Arn"])
 """
 
 
@@ -210,9 +211,10 @@ import sys
 armed = [f for f in sys.meta_path if getattr(f, "brs_autopatch_finder", False)]
 print(len(armed), [f.__module__ for f in armed])
 import boto3
+arn = boto3.client("sts").get_caller_identity()["Arn"]
 from brs_autopatch.config import fingerprint as checked
 print(checked._received is not None)
-print(boto3.client("sts").get_caller_identity()["Arn"])
+print(arn)
 """
 
 

@@ -297,7 +297,7 @@ def test_no_role_arn_patches_nothing_and_says_why(run_python: RunPython) -> None
 
 @pytest.mark.parametrize("broken", [{}, {"BRS_DURATION_SECONDS": "soon", "BRS_PROFILE": "no such"}])
 def test_kill_switch(run_python: RunPython, broken: dict[str, str]) -> None:
-    # README: BRS_ENABLED is the kill switch; like brs-run's, it works even when other
+    # docs/configuration.md: BRS_ENABLED is the kill switch; like brs-run's, it works even when other
     # settings are broken (the program runs with botocore's own credentials, silently).
     result = run_python(
         "import brs_autopatch, boto3\nprint(boto3.client('sts').get_caller_identity()['Arn'])",
@@ -377,7 +377,7 @@ def test_deferred_install_under_the_launcher_marker(sts: StsServer, run_python: 
 
 @pytest.mark.parametrize("configured", [None, "eu-west-1"], ids=["no-region", "configured-region"])
 def test_the_tables_defaults_reach_sts(sts: StsServer, run_python: RunPython, configured: str | None) -> None:
-    # README variables table, with BRS_ROLE_ARN alone: RoleSessionName brs-autopatch.<host>,
+    # docs/configuration.md's table, with BRS_ROLE_ARN alone: RoleSessionName brs-autopatch.<host>,
     # no DurationSeconds (STS's default), the STS client in the configured region else the
     # partition's (us-east-1), and AWS_ENDPOINT_URL_STS "works too" for its endpoint.
     result = run_python(
@@ -404,7 +404,7 @@ def test_the_tables_defaults_reach_sts(sts: StsServer, run_python: RunPython, co
 def test_a_default_session_made_with_a_profile_before_install_is_kept(
     run_python: RunPython, tmp_path: Path
 ) -> None:
-    # README "Not covered": a default session made before install is replaced, "unless it
+    # docs/usage.md "Not covered": a default session made before install is replaced, "unless it
     # was made with explicit keys or a profile" (keys: test_explicit_default_session_is_kept).
     credentials = tmp_path / "credentials"
     credentials.write_text("[other]\naws_access_key_id = AKIDPROFILE000000000\naws_secret_access_key = p\n")
@@ -428,7 +428,7 @@ def test_a_default_session_made_with_a_profile_before_install_is_kept(
 def test_import_brs_autopatch_works_under_python_flags_that_skip_the_bootstrap(
     sts: StsServer, aws_env: dict[str, str], tmp_path: Path, flag: str
 ) -> None:
-    # README "Three ways in": `import brs_autopatch` covers this process also under
+    # docs/usage.md "Three ways in": `import brs_autopatch` covers this process also under
     # python -S/-I/-E (which ignore PYTHONPATH or site): put the packages on sys.path by hand.
     # This venv's site-packages, named here: under -S, site.getsitepackages() in the child
     # gives the base interpreter's (Debian: /usr/lib/python3/dist-packages...), where the

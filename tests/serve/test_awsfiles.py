@@ -110,7 +110,7 @@ def profile_body(draw: st.DrawFn, name: str, process: str) -> dict[str, dict[str
         config["source_profile"] = draw(st.sampled_from([n for n in NAMES if n != name]))
     if draw(st.integers(0, 4)) == 0:
         # What a process prints is unknown until it runs: its keys are its own (see the
-        # README: static keys equal to a source process's output are not recognised).
+        # docs/serving.md: static keys equal to a source process's output are not recognised).
         config["credential_process"] = f"{sys.executable} {process} {draw(st.sampled_from(PROCESS_KEYS))}"
     if draw(st.booleans()):
         draw(st.sampled_from([config, credentials]))["region"] = draw(st.sampled_from(REGIONS))

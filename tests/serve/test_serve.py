@@ -330,7 +330,7 @@ def test_a_selected_profile_gives_its_settings_not_its_credentials(tmp_path: Pat
 
 
 def test_the_program_environment_holds_no_source_identity_and_no_server_secret(tmp_path: Path) -> None:
-    # README "The source identity never reaches the program": every variable it lists is
+    # docs/serving.md "The source identity never reaches the program": every variable it lists is
     # removed, and so are the BRS_* settings only the server needs; the table's variables
     # are set (the token file 0600). Pure: what serve.start hands to the program.
     removed = [
@@ -549,7 +549,8 @@ def test_served_python_children_plan_with_their_first_session(launch: Launch, st
     assert result.returncode == 0, result.stderr
     imported, arn, after = result.stdout.splitlines()
     planning = ("brs_autopatch.plan", "brs_autopatch.methods", "brs_autopatch.build")
-    assert "brs_autopatch.patch.install" in imported and not any(f"'{name}'" in imported for name in planning)
+    assert "brs_autopatch.patch.deferred" in imported
+    assert not any(f"'{name}'" in imported for name in planning)
     assert arn == ASSUMED and all(f"'{name}'" in after for name in planning)
     assert sts.count("sts:AssumeRole") == 1
 

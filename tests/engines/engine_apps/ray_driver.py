@@ -1,6 +1,6 @@
 """A Ray driver for the engine tests; prints the whoami() of two actor worker processes.
 
-``python ray_driver.py hook``: the README's recipe for a driver that is not under brs-run
+``python ray_driver.py hook``: docs/recipes.md's recipe for a driver that is not under brs-run
 (``worker_process_setup_hook`` plus the BRS_* variables in ``env_vars``); ``hook-callable``
 gives the hook as the function instead of its name.
 ``brs-run python ray_driver.py plain``: the driver starts the local cluster, whose
