@@ -198,6 +198,8 @@ RECIPES: dict[tuple[str, str, str], str] = {
         "the docs build (autodoc)",
     ("docs/bench.md", "Run it", ""):
         "not run here: scripts/bench's usage (docs/bench.md is its output)",
+    ("docs/bench.md", "brs-run start-up, per Python child", "text"):
+        "not run here: a measurement (bench/bench_startup.py's output), not a command",
     ("docs/development.md", "The docs", "sh"):
         "test_the_documented_docs_build_is_the_stage_s",
     ("docs/how-it-works.md", "The data flow", "text"):
