@@ -24,8 +24,12 @@ def ours():
 """
 
 
-def _last_json(stdout: str) -> Any:
-    return json.loads(stdout.strip().splitlines()[-1])
+def _report(launch: Launch, program: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``program`` under brs-run; the JSON it printed last (it must succeed, silently)."""
+    result = launch([*MODULE, "python", "-c", program], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_import_boto3_loads_four_small_modules_and_the_first_session_the_rest(
@@ -36,13 +40,10 @@ def test_import_boto3_loads_four_small_modules_and_the_first_session_the_rest(
         "arn = boto3.client('sts').get_caller_identity()['Arn']\n"
         "import json; print(json.dumps([imported, arn, 'patch.install' in ours()]))\n"
     )
-    result = launch([*MODULE, "python", "-c", program])
-    assert result.returncode == 0, result.stderr
-    imported, arn, installed = _last_json(result.stdout)
+    imported, arn, installed = _report(launch, program)
     assert imported == DEFERRED_PATH
     assert (arn, installed) == (ASSUMED, True)
     assert sts.count("sts:AssumeRole") == 1
-    assert result.stderr == ""
 
 
 def test_first_sessions_in_many_threads_make_one_installation(launch: Launch, sts: StsServer) -> None:
@@ -60,9 +61,7 @@ def test_first_sessions_in_many_threads_make_one_installation(launch: Launch, st
         "for t in threads: t.join(60)\n"
         "print(json.dumps([arns, len(set(states))]))\n"
     )
-    result = launch([*MODULE, "python", "-c", program])
-    assert result.returncode == 0, result.stderr
-    arns, installations = _last_json(result.stdout)
+    arns, installations = _report(launch, program)
     assert arns == [ASSUMED] * 12
     assert installations == 1
     assert sts.count("sts:AssumeRole") == 1
@@ -77,9 +76,7 @@ def test_unpatch_before_the_first_session_undoes_the_launchers_installation(
         "arn = boto3.client('sts').get_caller_identity()['Arn']\n"
         "print(json.dumps([undone, arn]))\n"
     )
-    result = launch([*MODULE, "python", "-c", program])
-    assert result.returncode == 0, result.stderr
-    undone, arn = _last_json(result.stdout)
+    undone, arn = _report(launch, program)
     assert undone is True and ":user/" in arn  # botocore's own chain: the source user
     assert sts.count("sts:AssumeRole") == 0
 
@@ -95,9 +92,7 @@ def test_an_explicit_installation_before_the_first_session_wins_and_the_launcher
         "after = boto3.Session().client('sts').get_caller_identity()['Arn']\n"
         "print(json.dumps([inside, after]))\n"
     )
-    result = launch([*MODULE, "python", "-c", program])
-    assert result.returncode == 0, result.stderr
-    inside, after = _last_json(result.stdout)
+    inside, after = _report(launch, program)
     assert inside == ASSUMED.rsplit("/", 1)[0] + "/explicit"
     assert after == ASSUMED
     assert sts.count("sts:AssumeRole") == 2
@@ -124,9 +119,7 @@ def test_settings_gone_bad_fail_every_session_until_fixed_then_it_patches(
         "arn = boto3.Session().client('sts').get_caller_identity()['Arn']\n"
         "print(json.dumps([errors, arn]))\n"
     )
-    result = launch([*MODULE, "python", "-c", program], env={"BRS_CACHE_DIR": str(cache)})
-    assert result.returncode == 0, result.stderr
-    errors, arn = _last_json(result.stdout)
+    errors, arn = _report(launch, program, {"BRS_CACHE_DIR": str(cache)})
     assert len(errors) == 2, errors
     assert all(e.startswith("ConfigError: BRS_CACHE_DIR=") and "not a directory" in e for e in errors)
     assert arn == ASSUMED
@@ -155,9 +148,7 @@ def test_a_child_whose_parent_changed_a_variable_checks_it_at_its_first_session(
         f"env = dict(os.environ, {changed}={value!r})\n"
         f"sys.exit(subprocess.run([sys.executable, '-c', {child!r}], env=env).returncode)\n"
     )
-    result = launch([*MODULE, "python", "-c", parent])
-    assert result.returncode == 0, result.stderr
-    imported, arn, planned = _last_json(result.stdout)
+    imported, arn, planned = _report(launch, parent)
     # Its environment is the one it started with: the first session checks it, since it
     # is not the one the launcher fingerprinted, and makes the plan.
     assert imported == DEFERRED_PATH and planned is True
