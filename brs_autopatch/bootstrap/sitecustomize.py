@@ -246,6 +246,9 @@ class _BeforeBotocore:
 def _main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     _leave_sys_path(here)
+    # Before the user's sitecustomize: a BRS_* variable it sets is the program's change
+    # (checked as botocore arrives), not the launcher's.
+    started = _raw_environ()
     _chain()
     reason = _guard(here)
     if reason is not None:
@@ -261,17 +264,17 @@ def _main() -> None:
         _debug(f"not patching this interpreter: {reason}")
         return
     try:
-        _arm(os.environ.get(ENV, ""))
+        _arm(os.environ.get(ENV, ""), started)
     finally:
         _stop_propagation(here)
 
 
-def _arm(bootstrap: str) -> None:
+def _arm(bootstrap: str, started: "dict[bytes, bytes] | None" = None) -> None:
     """Load brs_autopatch with botocore: once per process, whichever way in comes first."""
     if "botocore" in sys.modules:  # a user sitecustomize or another .pth imported it
         _load(bootstrap, None)
         return
-    started = _raw_environ() if bootstrap else None
+    started = started if bootstrap else None
     for finder in sys.meta_path:
         if getattr(finder, "brs_autopatch_finder", False):
             # Armed already (the .pth line, then brs-run's bootstrap): one finder, and

@@ -2,13 +2,15 @@
 
 Every Python process of a launch tree that imports boto3 loads brs_autopatch with
 botocore, and most of them (workers, tools, scripts) import boto3 and make no session, or
-make it much later. When brs-run checked this process's settings and the program has not
-changed a ``BRS_*`` variable since it started (the bootstrap's finder answers both,
-brs_autopatch/bootstrap/sitecustomize.py), nothing is left to check as botocore arrives:
+make it much later. When brs-run checked this process's settings and the program (its
+sitecustomize included) has not changed a ``BRS_*`` variable since it started (the
+bootstrap's finder answers both: brs_autopatch/bootstrap/sitecustomize.py), nothing is
+left to check as botocore arrives:
 :func:`arm` registers one botocore initializer, :class:`FirstSession`, and the rest
 (reading the settings, logging, the installation, the launcher's fingerprint, the plan
 when that differs) runs when the first session is made. ``import boto3`` then costs this
-module and the three under it instead of fifteen (docs/bench.md, "Start-up").
+module and the three above it instead of fifteen (docs/bench.md, "brs-run start-up, per
+Python child").
 
 A program that changed a ``BRS_*`` variable, a process brs-run did not check, and
 ``import brs_autopatch`` outside brs-run keep the check as botocore arrives

@@ -180,3 +180,26 @@ def test_a_launcher_that_checked_nothing_leaves_the_check_to_botocores_arrival(
     result = launch([*MODULE, "python", "-c", program], env=env)
     assert result.returncode == 0, result.stderr
     assert "patch.install" in result.stdout and "config.settings" in result.stdout
+
+
+def test_a_variable_the_users_sitecustomize_sets_is_checked_as_botocore_arrives(
+    launch: Launch, sts: StsServer, tmp_path: Path
+) -> None:
+    # The user's sitecustomize is part of the program: what it sets is a change since the
+    # launch, checked with botocore, as a change by the program itself.
+    site = tmp_path / "site"
+    site.mkdir()
+    # Only in the program: brs-run, a Python process too, runs it as well (and checks what it sets).
+    (site / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('BRS_BOOTSTRAP'):\n"
+        "    os.environ['BRS_ROLE_SESSION_NAME'] = 'set-by-site'\n"
+    )
+    program = OURS + (
+        "import json, boto3\nimported = ours()\n"
+        "arn = boto3.client('sts').get_caller_identity()['Arn']\n"
+        "print(json.dumps([imported, arn]))\n"
+    )
+    imported, arn = _report(launch, program, {"PYTHONPATH": f"{site}{os.pathsep}{REPO_ROOT}"})
+    assert "patch.install" in imported and "config.settings" in imported
+    assert arn == ASSUMED.rsplit("/", 1)[0] + "/set-by-site"
