@@ -19,6 +19,10 @@ from .util import importer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+    from typing import Any
+
     from ._version import __version__
     from .config.from_env import from_env
     from .config.settings import Settings
@@ -85,13 +89,13 @@ def _warn_unknown_variables() -> None:
     )
 
 
-def _when_botocore_arrives(botocore: object) -> None:
+def _when_botocore_arrives(botocore: ModuleType) -> None:
     from .patch import deferred
 
     if deferred.may_defer():
         # brs-run checked these settings and the program changed none: the first
         # session makes the installation (brs_autopatch.patch.deferred).
-        deferred.arm(botocore, _install_at_first_session)  # type: ignore[arg-type]
+        deferred.arm(botocore, _install_at_first_session)
         return
     _receive_launcher_value()
     from .patch.install import install
@@ -100,7 +104,7 @@ def _when_botocore_arrives(botocore: object) -> None:
     install()
 
 
-def _install_at_first_session(initializer: object) -> object:
+def _install_at_first_session(initializer: Callable[[Any], None]) -> Callable[[Any], None] | None:
     from .patch.install import install_adopting
 
     _receive_launcher_value()

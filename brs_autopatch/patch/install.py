@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -68,7 +68,7 @@ def install(settings: Settings | None = None, environ: Mapping[str, str] | None 
     return _install(settings, environ)
 
 
-def install_adopting(initializer: Any) -> Any:
+def install_adopting(initializer: Callable[[Any], None]) -> Callable[[Any], None] | None:
     """brs_autopatch.patch.deferred's first session: install from ``os.environ`` now.
 
     ``initializer`` is registered on botocore already and becomes the installation's.
@@ -87,8 +87,15 @@ def install_adopting(initializer: Any) -> Any:
             state = current()
         if state is None or state.initializer is not initializer:
             return None
+    return _session_patcher(state)
+
+
+def _session_patcher(state: Installation) -> Callable[[Any], None]:
+    """What an installation does to each new botocore session."""
 
     def patch(session: Any) -> None:
+        # Imported on the first session, not with botocore: a program that imports
+        # boto3 without making a session pays nothing (every child under brs-run).
         from .dispatch import patch_session
 
         patch_session(session, state)
@@ -219,16 +226,8 @@ def _patch_botocore(botocore: ModuleType, state: Installation) -> None:
         if _adopting is not None:
             state.initializer = _adopting  # registered by brs_autopatch.patch.deferred
         else:
-
-            def initializer(session: Any) -> None:
-                # Imported on the first session, not with botocore: a program that imports
-                # boto3 without making a session pays nothing (every child under brs-run).
-                from .dispatch import patch_session
-
-                patch_session(session, state)
-
-            state.initializer = initializer
-            botocore.register_initializer(initializer)
+            state.initializer = _session_patcher(state)
+            botocore.register_initializer(state.initializer)
         setattr(botocore, MARKER, state)
     logger.debug(
         "patched botocore sessions for %s", state.settings.role_arn or f"method {state.settings.method}"
